@@ -1,0 +1,3 @@
+//! The `wsx` command-line tool.
+#![forbid(unsafe_code)]
+fn main() {}

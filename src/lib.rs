@@ -1,0 +1,3 @@
+//! wsx
+#![forbid(unsafe_code)]
+pub mod proto;

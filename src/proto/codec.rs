@@ -1,0 +1,690 @@
+//! The message codec: frames in, whole messages out (with every RFC 6455 rule checked), and
+//! messages in, frames out.
+//!
+//! [`Decoder::decode`] works on the caller's read buffer. It unmasks and validates payload bytes
+//! as they arrive (so invalid UTF-8 fails fast, even inside one frame still in flight) and hands
+//! out an unfragmented, uncompressed message as a `Bytes` slice of that buffer, without copying.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::close::CloseFrame;
+use super::deflate::{Deflater, Inflater};
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// The default message size limit: 64 MiB, as the seed's `maxSize`.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// The default limit on the number of frames of one message.
+///
+/// Large enough for Autobahn's 4 MiB message in 65536 fragments; a flood of empty fragments
+/// costs no memory (fragments are appended, not kept as a list) and is cut off here.
+pub const DEFAULT_MAX_FRAGMENTS: usize = 1 << 17;
+
+/// Limits the decoder enforces before allocating anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest frame payload accepted (close 1009 above it).
+    pub max_frame_size: usize,
+    /// The largest message accepted, after decompression (close 1009 above it).
+    pub max_message_size: usize,
+    /// The most frames one message may be split into (close 1009 above it).
+    pub max_fragments: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_fragments: DEFAULT_MAX_FRAGMENTS,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits with one size for frames and messages.
+    pub fn with_max_size(max: usize) -> Self {
+        Limits {
+            max_frame_size: max,
+            max_message_size: max,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Which frames the decoder accepts with respect to masking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskPolicy {
+    /// Every frame must be masked (we are a server; RFC 6455 §5.1).
+    Require,
+    /// No frame may be masked (we are a client).
+    Forbid,
+    /// Anything goes (standalone message decoding, where `masked` is only reported).
+    Any,
+}
+
+/// One decoded item: a whole data message or a control frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A whole TEXT or BINARY message (reassembled, unmasked, inflated, UTF-8 checked).
+    Message {
+        /// [`OpCode::Text`] or [`OpCode::Binary`].
+        opcode: OpCode,
+        /// The payload.
+        payload: Bytes,
+        /// Whether it was compressed on the wire (RSV1 on its first frame).
+        compressed: bool,
+        /// Whether its frames were masked.
+        masked: bool,
+    },
+    /// A PING with its payload.
+    Ping(Bytes),
+    /// A PONG with its payload.
+    Pong(Bytes),
+    /// A CLOSE with its parsed payload (`None`: no status code).
+    Close(Option<CloseFrame>),
+}
+
+/// A fragmented or compressed message being assembled.
+#[derive(Debug)]
+struct Assembly {
+    opcode: OpCode,
+    compressed: bool,
+    masked: bool,
+    buf: BytesMut,
+    fragments: usize,
+}
+
+/// The frame currently being read: its header is consumed, its payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    header: FrameHeader,
+    len: usize,
+    /// Payload bytes at the front of the read buffer already unmasked (and UTF-8 checked).
+    processed: usize,
+    /// Whether the payload is checked as it arrives (uncompressed text).
+    stream_utf8: bool,
+}
+
+/// Turns a byte stream into messages and control frames, enforcing every framing rule.
+#[derive(Debug)]
+pub struct Decoder {
+    mask_policy: MaskPolicy,
+    limits: Limits,
+    inflater: Option<Inflater>,
+    current: Option<Current>,
+    assembly: Option<Assembly>,
+    utf8: Utf8Validator,
+}
+
+impl Decoder {
+    /// A decoder with the given masking policy and limits, without compression.
+    pub fn new(mask_policy: MaskPolicy, limits: Limits) -> Self {
+        Decoder {
+            mask_policy,
+            limits,
+            inflater: None,
+            current: None,
+            assembly: None,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Enables permessage-deflate: RSV1 becomes legal on the first frame of a message.
+    pub fn set_inflater(&mut self, inflater: Option<Inflater>) {
+        self.inflater = inflater;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Changes the limits (takes effect for the next frame).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Whether the decoder is between messages with no frame in flight: EOF here is clean.
+    pub fn is_idle(&self) -> bool {
+        self.current.is_none() && self.assembly.is_none()
+    }
+
+    /// Bytes of decompression state held (0 without compression or before first use).
+    pub fn memory_usage(&self) -> usize {
+        self.inflater.as_ref().map_or(0, Inflater::memory_usage)
+            + self.assembly.as_ref().map_or(0, |a| a.buf.capacity())
+    }
+
+    /// How many more bytes the read buffer needs before [`Decoder::decode`] can make progress on
+    /// the current frame (a hint for reserving read space; at least 1).
+    pub fn bytes_wanted(&self, buffered: usize) -> usize {
+        match &self.current {
+            Some(c) => c.len.saturating_sub(buffered).max(1),
+            None => MAX_HEADER_LEN.saturating_sub(buffered).max(1),
+        }
+    }
+
+    /// Decodes the next message or control frame from the front of `buf`, consuming its bytes.
+    ///
+    /// `Ok(None)`: more bytes are needed. Bytes of a frame still in flight are unmasked and
+    /// validated where they are, so the caller must keep `buf` and append to it. After an error
+    /// the connection must be failed with [`ProtocolError::close_code`]; the decoder is not
+    /// usable further.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            let current = match self.current {
+                Some(c) => c,
+                None => {
+                    let Some((header, header_len)) = FrameHeader::decode(buf)? else {
+                        return Ok(None);
+                    };
+                    let current = self.start_frame(header)?;
+                    buf.advance(header_len);
+                    self.current = Some(current);
+                    current
+                }
+            };
+            if let Some(item) = self.progress_frame(current, buf)? {
+                return Ok(Some(item));
+            }
+            if self.current.is_some() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Checks a new frame header against every rule that does not need the payload.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<Current, ProtocolError> {
+        match (self.mask_policy, h.mask.is_some()) {
+            (MaskPolicy::Require, false) => {
+                return Err(ProtocolError::Masking("client frame is not masked"));
+            }
+            (MaskPolicy::Forbid, true) => {
+                return Err(ProtocolError::Masking("server frame is masked"));
+            }
+            _ => {}
+        }
+        let allowed_rsv = if self.inflater.is_some() { RSV1 } else { 0 };
+        if h.rsv & !allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlTooLong(h.payload_len));
+            }
+            if h.rsv1() {
+                return Err(ProtocolError::CompressedControlOrContinuation);
+            }
+        } else if h.opcode == OpCode::Continue {
+            let Some(asm) = &self.assembly else {
+                return Err(ProtocolError::UnexpectedContinuation);
+            };
+            if h.rsv1() {
+                return Err(ProtocolError::CompressedControlOrContinuation);
+            }
+            if asm.fragments >= self.limits.max_fragments {
+                return Err(ProtocolError::TooManyFragments {
+                    limit: self.limits.max_fragments,
+                });
+            }
+        } else if self.assembly.is_some() {
+            return Err(ProtocolError::ExpectedContinuation);
+        }
+        if h.payload_len > self.limits.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.payload_len,
+                limit: self.limits.max_frame_size,
+            });
+        }
+        // Checked against max_frame_size (a usize) just above, so this fits.
+        let len = h.payload_len as usize;
+        let compressed = match (&self.assembly, h.opcode) {
+            (Some(asm), OpCode::Continue) => asm.compressed,
+            (_, op) if op.is_data() => h.rsv1(),
+            _ => false,
+        };
+        if !compressed && !h.opcode.is_control() {
+            let so_far = self.assembly.as_ref().map_or(0, |a| a.buf.len());
+            if so_far + len > self.limits.max_message_size {
+                return Err(ProtocolError::MessageTooBig {
+                    limit: self.limits.max_message_size,
+                });
+            }
+        }
+        let text = match (&self.assembly, h.opcode) {
+            (Some(asm), OpCode::Continue) => asm.opcode == OpCode::Text,
+            (_, op) => op == OpCode::Text,
+        };
+        if h.opcode.is_data() {
+            self.utf8.reset();
+        }
+        Ok(Current {
+            header: h,
+            len,
+            processed: 0,
+            stream_utf8: text && !compressed,
+        })
+    }
+
+    /// Unmasks/validates what has arrived of the current frame; finishes it when complete.
+    fn progress_frame(
+        &mut self,
+        mut c: Current,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        let available = buf.len().min(c.len);
+        if available > c.processed {
+            let fresh = &mut buf[c.processed..available];
+            if let Some(key) = c.header.mask {
+                apply_mask(fresh, key, c.processed);
+            }
+            if c.stream_utf8 {
+                self.utf8.feed(fresh)?;
+            }
+            c.processed = available;
+        }
+        if available < c.len {
+            self.current = Some(c);
+            return Ok(None);
+        }
+        self.current = None;
+        let payload = buf.split_to(c.len);
+        let h = c.header;
+        match h.opcode {
+            OpCode::Ping => Ok(Some(Incoming::Ping(payload.freeze()))),
+            OpCode::Pong => Ok(Some(Incoming::Pong(payload.freeze()))),
+            OpCode::Close => Ok(Some(Incoming::Close(CloseFrame::parse(&payload)?))),
+            OpCode::Text | OpCode::Binary | OpCode::Continue => self.data_frame(h, payload),
+        }
+    }
+
+    /// Adds a complete data frame to the message being assembled.
+    fn data_frame(
+        &mut self,
+        h: FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        let masked = h.mask.is_some();
+        if h.opcode != OpCode::Continue {
+            if h.fin && !h.rsv1() {
+                // The common case: a whole message in one frame, handed out without a copy.
+                if h.opcode == OpCode::Text {
+                    self.utf8.finish()?;
+                }
+                return Ok(Some(Incoming::Message {
+                    opcode: h.opcode,
+                    payload: payload.freeze(),
+                    compressed: false,
+                    masked,
+                }));
+            }
+            self.assembly = Some(Assembly {
+                opcode: h.opcode,
+                compressed: h.rsv1(),
+                masked,
+                buf: BytesMut::new(),
+                fragments: 0,
+            });
+        }
+        let Some(asm) = self.assembly.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        asm.fragments += 1;
+        if asm.compressed {
+            let Some(inflater) = self.inflater.as_mut() else {
+                return Err(ProtocolError::ReservedBits(RSV1));
+            };
+            let before = asm.buf.len();
+            inflater.decompress(&payload, h.fin, &mut asm.buf, self.limits.max_message_size)?;
+            if asm.opcode == OpCode::Text {
+                self.utf8.feed(&asm.buf[before..])?;
+            }
+        } else if asm.buf.is_empty() && h.fin {
+            // First bytes and last frame: nothing to copy into.
+            asm.buf = payload;
+        } else {
+            if asm.buf.is_empty() {
+                asm.buf.reserve(payload.len());
+            }
+            asm.buf.put_slice(&payload);
+        }
+        if !h.fin {
+            return Ok(None);
+        }
+        if asm.opcode == OpCode::Text {
+            self.utf8.finish()?;
+        }
+        let Some(asm) = self.assembly.take() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        Ok(Some(Incoming::Message {
+            opcode: asm.opcode,
+            payload: asm.buf.freeze(),
+            compressed: asm.compressed,
+            masked: asm.masked,
+        }))
+    }
+
+    /// At end of input: an error if a frame or message was cut off.
+    pub fn decode_eof(&self) -> Result<(), ProtocolError> {
+        if self.is_idle() {
+            Ok(())
+        } else {
+            Err(ProtocolError::Truncated)
+        }
+    }
+}
+
+/// What the encoder needs to know about compression of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Compress when a compressor is set and the payload reaches its threshold.
+    Auto,
+    /// Never compress this message.
+    Never,
+}
+
+/// Turns messages into frames.
+#[derive(Debug)]
+pub struct Encoder {
+    deflater: Option<Deflater>,
+    threshold: usize,
+    scratch: BytesMut,
+}
+
+impl Encoder {
+    /// An encoder without compression.
+    pub fn new() -> Self {
+        Encoder {
+            deflater: None,
+            threshold: 0,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Enables permessage-deflate for data messages of at least `threshold` bytes.
+    pub fn set_deflater(&mut self, deflater: Option<Deflater>, threshold: usize) {
+        self.deflater = deflater;
+        self.threshold = threshold;
+    }
+
+    /// Whether a compressor is set.
+    pub fn compresses(&self) -> bool {
+        self.deflater.is_some()
+    }
+
+    /// Bytes of compression state held.
+    pub fn memory_usage(&self) -> usize {
+        self.deflater.as_ref().map_or(0, Deflater::memory_usage) + self.scratch.capacity()
+    }
+
+    /// Whether a data message of `len` bytes would be compressed under `compression`.
+    pub fn would_compress(&self, opcode: OpCode, len: usize, compression: Compression) -> bool {
+        self.deflater.is_some()
+            && opcode.is_data()
+            && compression == Compression::Auto
+            && len >= self.threshold
+    }
+
+    /// Appends one unfragmented frame carrying `payload` to `dst`: header, then the payload
+    /// (compressed when [`Encoder::would_compress`], masked when `mask` is set).
+    pub fn encode(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        compression: Compression,
+        mask: Option<[u8; 4]>,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        if self.would_compress(opcode, payload.len(), compression) {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            if let Some(deflater) = self.deflater.as_mut() {
+                deflater.compress(payload, &mut scratch)?;
+            }
+            let mut header = FrameHeader::new(opcode, scratch.len() as u64, mask);
+            header.rsv = RSV1;
+            write_frame(header, &scratch, dst);
+            self.scratch = scratch;
+            return Ok(());
+        }
+        write_frame(FrameHeader::new(opcode, payload.len() as u64, mask), payload, dst);
+        Ok(())
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends a frame with `header` and `payload` to `dst`, masking the copy when the header has a
+/// key.
+pub fn write_frame(header: FrameHeader, payload: &[u8], dst: &mut BytesMut) {
+    dst.reserve(header.encoded_len() + payload.len());
+    header.encode_to(dst);
+    let start = dst.len();
+    dst.extend_from_slice(payload);
+    if let Some(key) = header.mask {
+        apply_mask(&mut dst[start..], key, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::close::CloseCode;
+
+    fn server() -> Decoder {
+        Decoder::new(MaskPolicy::Require, Limits::default())
+    }
+
+    fn client() -> Decoder {
+        Decoder::new(MaskPolicy::Forbid, Limits::default())
+    }
+
+    fn decode_one(d: &mut Decoder, bytes: &[u8]) -> Result<Option<Incoming>, ProtocolError> {
+        let mut buf = BytesMut::from(bytes);
+        d.decode(&mut buf)
+    }
+
+    fn frame(op: OpCode, fin: bool, rsv: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut h = FrameHeader::new(op, payload.len() as u64, mask);
+        h.fin = fin;
+        h.rsv = rsv;
+        let mut out = BytesMut::new();
+        write_frame(h, payload, &mut out);
+        out.to_vec()
+    }
+
+    fn text(payload: &str) -> Incoming {
+        Incoming::Message {
+            opcode: OpCode::Text,
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            compressed: false,
+            masked: false,
+        }
+    }
+
+    #[test]
+    fn rfc_unmasked_hello() {
+        let got = decode_one(&mut client(), &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(got.unwrap().unwrap(), text("Hello"));
+    }
+
+    #[test]
+    fn rfc_masked_hello() {
+        let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        match decode_one(&mut server(), &bytes).unwrap().unwrap() {
+            Incoming::Message {
+                payload, masked, ..
+            } => {
+                assert_eq!(&payload[..], b"Hello");
+                assert!(masked);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc_fragmented_hello() {
+        let mut d = client();
+        let mut buf = BytesMut::from(&[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f][..]);
+        assert_eq!(d.decode(&mut buf).unwrap().unwrap(), text("Hello"));
+        assert!(buf.is_empty() && d.is_idle());
+    }
+
+    #[test]
+    fn rfc_ping() {
+        let got = decode_one(&mut client(), &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(
+            got.unwrap().unwrap(),
+            Incoming::Ping(Bytes::from_static(b"Hello"))
+        );
+    }
+
+    #[test]
+    fn byte_by_byte_feed() {
+        let mut d = server();
+        let mut wire = frame(OpCode::Text, false, 0, Some([1, 2, 3, 4]), "héllo ".as_bytes());
+        wire.extend(frame(OpCode::Ping, true, 0, Some([5, 6, 7, 8]), b"p"));
+        wire.extend(frame(OpCode::Continue, true, 0, Some([9, 9, 9, 9]), "wörld".as_bytes()));
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in wire {
+            buf.put_u8(b);
+            while let Some(item) = d.decode(&mut buf).unwrap() {
+                got.push(item);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], Incoming::Ping(Bytes::from_static(b"p")));
+        match &got[1] {
+            Incoming::Message { payload, .. } => assert_eq!(&payload[..], "héllo wörld".as_bytes()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err_code(d: &mut Decoder, bytes: &[u8]) -> CloseCode {
+        let mut buf = BytesMut::from(bytes);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("no error for {bytes:?}"),
+                Err(e) => return e.close_code(),
+            }
+        }
+    }
+
+    #[test]
+    fn rule_violations_map_to_close_codes() {
+        let m = Some([1, 2, 3, 4]);
+        let p = CloseCode::PROTOCOL_ERROR;
+        // Unmasked client frame, masked server frame.
+        assert_eq!(err_code(&mut server(), &frame(OpCode::Text, true, 0, None, b"x")), p);
+        assert_eq!(err_code(&mut client(), &frame(OpCode::Text, true, 0, m, b"x")), p);
+        // Reserved bits without an extension; RSV1 without deflate.
+        for rsv in [1, 2, 4, 7] {
+            assert_eq!(err_code(&mut server(), &frame(OpCode::Binary, true, rsv, m, b"")), p);
+        }
+        // Reserved opcodes.
+        for op in [3u8, 4, 5, 6, 7, 11, 12, 13, 14, 15] {
+            assert_eq!(err_code(&mut client(), &[0x80 | op, 0]), p);
+        }
+        // Fragmented control frame; control frame over 125 bytes.
+        assert_eq!(err_code(&mut client(), &frame(OpCode::Ping, false, 0, None, b"")), p);
+        assert_eq!(err_code(&mut client(), &frame(OpCode::Ping, true, 0, None, &[0; 126])), p);
+        // Continuation with nothing open.
+        assert_eq!(err_code(&mut client(), &frame(OpCode::Continue, true, 0, None, b"")), p);
+        // New data frame while a message is open.
+        let mut wire = frame(OpCode::Text, false, 0, None, b"a");
+        wire.extend(frame(OpCode::Binary, true, 0, None, b"b"));
+        assert_eq!(err_code(&mut client(), &wire), p);
+        // Close payload of one byte; invalid close codes; invalid UTF-8 reason.
+        assert_eq!(err_code(&mut client(), &frame(OpCode::Close, true, 0, None, &[3])), p);
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            let wire = frame(OpCode::Close, true, 0, None, &code.to_be_bytes());
+            assert_eq!(err_code(&mut client(), &wire), p, "{code}");
+        }
+        let wire = frame(OpCode::Close, true, 0, None, &[0x03, 0xe8, 0xff]);
+        assert_eq!(err_code(&mut client(), &wire), CloseCode::INVALID_PAYLOAD);
+        // 64-bit length with the top bit set.
+        assert_eq!(err_code(&mut client(), &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0]), p);
+    }
+
+    #[test]
+    fn invalid_utf8_is_1007_and_fails_fast() {
+        let code = err_code(&mut client(), &frame(OpCode::Text, true, 0, None, b"ab\xff"));
+        assert_eq!(code, CloseCode::INVALID_PAYLOAD);
+        // Only the first half of a 1000-byte frame is here, and it is already invalid.
+        let mut d = client();
+        let wire = frame(OpCode::Text, true, 0, None, &[0xc0; 1000]);
+        let mut buf = BytesMut::from(&wire[..500]);
+        assert_eq!(d.decode(&mut buf).unwrap_err(), ProtocolError::InvalidUtf8);
+        // In a fragmented message, the bad fragment fails before the final one.
+        let mut d = client();
+        let mut buf = BytesMut::from(&frame(OpCode::Text, false, 0, None, b"ok")[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&frame(OpCode::Continue, false, 0, None, b"\xed\xa0\x80")[..]);
+        assert_eq!(d.decode(&mut buf).unwrap_err(), ProtocolError::InvalidUtf8);
+        // A character cut by the end of the message.
+        let code = err_code(&mut client(), &frame(OpCode::Text, true, 0, None, b"\xe2\x82"));
+        assert_eq!(code, CloseCode::INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn size_limits_fail_before_allocating() {
+        let limits = Limits {
+            max_frame_size: 1000,
+            max_message_size: 1500,
+            max_fragments: 3,
+        };
+        let big = CloseCode::MESSAGE_TOO_BIG;
+        // The header alone announces a frame over the limit: rejected with no payload present.
+        let mut d = Decoder::new(MaskPolicy::Forbid, limits);
+        assert_eq!(err_code(&mut d, &[0x82, 0x7e, 0x03, 0xe9]), big);
+        // 2^62-byte frame header.
+        let mut d = Decoder::new(MaskPolicy::Forbid, limits);
+        assert_eq!(err_code(&mut d, &[0x82, 0x7f, 0x40, 0, 0, 0, 0, 0, 0, 0]), big);
+        // Two frames of 800: the message is over 1500.
+        let mut wire = frame(OpCode::Binary, false, 0, None, &[0; 800]);
+        wire.extend(frame(OpCode::Continue, true, 0, None, &[0; 800]));
+        let mut d = Decoder::new(MaskPolicy::Forbid, limits);
+        assert_eq!(err_code(&mut d, &wire), big);
+        // Four fragments with a limit of three, even though they are empty.
+        let mut wire = frame(OpCode::Binary, false, 0, None, b"");
+        for _ in 0..3 {
+            wire.extend(frame(OpCode::Continue, false, 0, None, b""));
+        }
+        let mut d = Decoder::new(MaskPolicy::Forbid, limits);
+        assert_eq!(err_code(&mut d, &wire), big);
+    }
+
+    #[test]
+    fn single_frame_message_is_not_copied() {
+        let mut d = client();
+        let mut buf = BytesMut::from(&frame(OpCode::Binary, true, 0, None, &[7; 4096])[..]);
+        let start = buf[4..].as_ptr() as usize;
+        match d.decode(&mut buf).unwrap().unwrap() {
+            Incoming::Message { payload, .. } => assert_eq!(payload.as_ptr() as usize, start),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_input_reports_at_eof() {
+        let mut d = client();
+        let wire = frame(OpCode::Binary, true, 0, None, &[1; 10]);
+        let mut buf = BytesMut::from(&wire[..5]);
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+        assert_eq!(d.decode_eof().unwrap_err(), ProtocolError::Truncated);
+        assert!(client().decode_eof().is_ok());
+    }
+}

@@ -1,0 +1,98 @@
+//! The error of the sans-I/O protocol core, and the close code each failure maps to.
+
+use super::close::CloseCode;
+
+/// Everything that makes the protocol core fail a connection once it is open.
+///
+/// Each variant maps to the close code RFC 6455 (or RFC 7692) asks for; see
+/// [`ProtocolError::close_code`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// An opcode of the reserved ranges 3-7 or 11-15 was received.
+    #[error("reserved opcode {0:#x} received")]
+    ReservedOpcode(u8),
+    /// A reserved bit (RSV1-3) was set that no extension negotiated.
+    #[error("reserved bit set that no extension negotiated (rsv bits {0:#05b})")]
+    ReservedBits(u8),
+    /// RSV1 (compression) set on a control frame or on a continuation frame.
+    #[error("RSV1 set on a control or continuation frame")]
+    CompressedControlOrContinuation,
+    /// A 64-bit length with its most significant bit set.
+    #[error("frame length has the most significant bit set")]
+    LengthTopBit,
+    /// A length not encoded in its shortest form (RFC 6455 §5.2 asks for the minimal encoding).
+    #[error("frame length not in its minimal encoding")]
+    NonMinimalLength,
+    /// A control frame with FIN clear.
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    /// A control frame whose payload is longer than 125 bytes.
+    #[error("control frame payload of {0} bytes (the limit is 125)")]
+    ControlTooLong(u64),
+    /// A CONTINUE frame arrived while no fragmented message was open.
+    #[error("continuation frame without a message to continue")]
+    UnexpectedContinuation,
+    /// A TEXT or BINARY frame arrived while a fragmented message was still open.
+    #[error("new data frame while a fragmented message is still open")]
+    ExpectedContinuation,
+    /// A client frame without a mask (server side) or a masked server frame (client side).
+    #[error("{0}")]
+    Masking(&'static str),
+    /// A CLOSE payload of exactly one byte.
+    #[error("close frame payload of 1 byte")]
+    CloseTooShort,
+    /// A CLOSE frame with a status code that may not be sent on the wire.
+    #[error("invalid close code {0} received")]
+    InvalidCloseCode(u16),
+    /// Text (or a close reason) that is not valid UTF-8.
+    #[error("invalid UTF-8 in text")]
+    InvalidUtf8,
+    /// A frame larger than the frame size limit.
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooBig {
+        /// The announced frame payload length.
+        size: u64,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A message larger than the message size limit (after decompression, if any).
+    #[error("message exceeds the limit of {limit} bytes")]
+    MessageTooBig {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A message split into more fragments than allowed.
+    #[error("message split into more than {limit} fragments")]
+    TooManyFragments {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Compressed data that could not be inflated.
+    #[error("invalid compressed data: {0}")]
+    BadCompressedData(String),
+    /// The compressor failed (should not happen with valid settings).
+    #[error("compression failed: {0}")]
+    Compress(String),
+    /// A message or ping was to be sent while the connection is not OPEN.
+    #[error("cannot send: the connection is {0}")]
+    NotOpen(super::protocol::ReadyState),
+    /// The byte stream ended in the middle of a frame or message.
+    #[error("stream ended in the middle of a frame or message")]
+    Truncated,
+}
+
+impl ProtocolError {
+    /// The close code to send to the peer for this failure.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::FrameTooBig { .. }
+            | ProtocolError::MessageTooBig { .. }
+            | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::BadCompressedData(_) => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::Compress(_) => CloseCode::INTERNAL_ERROR,
+            ProtocolError::Truncated => CloseCode::ABNORMAL,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
