@@ -178,7 +178,9 @@ mod tests {
             CloseFrame::parse(&[0x03]).unwrap_err().close_code(),
             CloseCode::PROTOCOL_ERROR
         );
-        let f = CloseFrame::parse(&[0x03, 0xe8, b'o', b'k']).unwrap().unwrap();
+        let f = CloseFrame::parse(&[0x03, 0xe8, b'o', b'k'])
+            .unwrap()
+            .unwrap();
         assert_eq!(f, CloseFrame::new(CloseCode::NORMAL, "ok"));
         let err = CloseFrame::parse(&[0x03, 0xed]).unwrap_err(); // 1005
         assert_eq!(err.close_code(), CloseCode::PROTOCOL_ERROR);

@@ -158,6 +158,11 @@ impl Decoder {
             + self.assembly.as_ref().map_or(0, |a| a.buf.capacity())
     }
 
+    /// Whether a frame header was consumed and its payload is still arriving.
+    pub fn in_frame(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// How many more bytes the read buffer needs before [`Decoder::decode`] can make progress on
     /// the current frame (a hint for reserving read space; at least 1).
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
@@ -454,7 +459,11 @@ impl Encoder {
             self.scratch = scratch;
             return Ok(());
         }
-        write_frame(FrameHeader::new(opcode, payload.len() as u64, mask), payload, dst);
+        write_frame(
+            FrameHeader::new(opcode, payload.len() as u64, mask),
+            payload,
+            dst,
+        );
         Ok(())
     }
 }
@@ -521,7 +530,9 @@ mod tests {
 
     #[test]
     fn rfc_masked_hello() {
-        let bytes = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let bytes = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         match decode_one(&mut server(), &bytes).unwrap().unwrap() {
             Incoming::Message {
                 payload, masked, ..
@@ -553,9 +564,21 @@ mod tests {
     #[test]
     fn byte_by_byte_feed() {
         let mut d = server();
-        let mut wire = frame(OpCode::Text, false, 0, Some([1, 2, 3, 4]), "héllo ".as_bytes());
+        let mut wire = frame(
+            OpCode::Text,
+            false,
+            0,
+            Some([1, 2, 3, 4]),
+            "héllo ".as_bytes(),
+        );
         wire.extend(frame(OpCode::Ping, true, 0, Some([5, 6, 7, 8]), b"p"));
-        wire.extend(frame(OpCode::Continue, true, 0, Some([9, 9, 9, 9]), "wörld".as_bytes()));
+        wire.extend(frame(
+            OpCode::Continue,
+            true,
+            0,
+            Some([9, 9, 9, 9]),
+            "wörld".as_bytes(),
+        ));
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         for b in wire {
@@ -588,27 +611,51 @@ mod tests {
         let m = Some([1, 2, 3, 4]);
         let p = CloseCode::PROTOCOL_ERROR;
         // Unmasked client frame, masked server frame.
-        assert_eq!(err_code(&mut server(), &frame(OpCode::Text, true, 0, None, b"x")), p);
-        assert_eq!(err_code(&mut client(), &frame(OpCode::Text, true, 0, m, b"x")), p);
+        assert_eq!(
+            err_code(&mut server(), &frame(OpCode::Text, true, 0, None, b"x")),
+            p
+        );
+        assert_eq!(
+            err_code(&mut client(), &frame(OpCode::Text, true, 0, m, b"x")),
+            p
+        );
         // Reserved bits without an extension; RSV1 without deflate.
         for rsv in [1, 2, 4, 7] {
-            assert_eq!(err_code(&mut server(), &frame(OpCode::Binary, true, rsv, m, b"")), p);
+            assert_eq!(
+                err_code(&mut server(), &frame(OpCode::Binary, true, rsv, m, b"")),
+                p
+            );
         }
         // Reserved opcodes.
         for op in [3u8, 4, 5, 6, 7, 11, 12, 13, 14, 15] {
             assert_eq!(err_code(&mut client(), &[0x80 | op, 0]), p);
         }
         // Fragmented control frame; control frame over 125 bytes.
-        assert_eq!(err_code(&mut client(), &frame(OpCode::Ping, false, 0, None, b"")), p);
-        assert_eq!(err_code(&mut client(), &frame(OpCode::Ping, true, 0, None, &[0; 126])), p);
+        assert_eq!(
+            err_code(&mut client(), &frame(OpCode::Ping, false, 0, None, b"")),
+            p
+        );
+        assert_eq!(
+            err_code(
+                &mut client(),
+                &frame(OpCode::Ping, true, 0, None, &[0; 126])
+            ),
+            p
+        );
         // Continuation with nothing open.
-        assert_eq!(err_code(&mut client(), &frame(OpCode::Continue, true, 0, None, b"")), p);
+        assert_eq!(
+            err_code(&mut client(), &frame(OpCode::Continue, true, 0, None, b"")),
+            p
+        );
         // New data frame while a message is open.
         let mut wire = frame(OpCode::Text, false, 0, None, b"a");
         wire.extend(frame(OpCode::Binary, true, 0, None, b"b"));
         assert_eq!(err_code(&mut client(), &wire), p);
         // Close payload of one byte; invalid close codes; invalid UTF-8 reason.
-        assert_eq!(err_code(&mut client(), &frame(OpCode::Close, true, 0, None, &[3])), p);
+        assert_eq!(
+            err_code(&mut client(), &frame(OpCode::Close, true, 0, None, &[3])),
+            p
+        );
         for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
             let wire = frame(OpCode::Close, true, 0, None, &code.to_be_bytes());
             assert_eq!(err_code(&mut client(), &wire), p, "{code}");
@@ -616,12 +663,18 @@ mod tests {
         let wire = frame(OpCode::Close, true, 0, None, &[0x03, 0xe8, 0xff]);
         assert_eq!(err_code(&mut client(), &wire), CloseCode::INVALID_PAYLOAD);
         // 64-bit length with the top bit set.
-        assert_eq!(err_code(&mut client(), &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0]), p);
+        assert_eq!(
+            err_code(&mut client(), &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0]),
+            p
+        );
     }
 
     #[test]
     fn invalid_utf8_is_1007_and_fails_fast() {
-        let code = err_code(&mut client(), &frame(OpCode::Text, true, 0, None, b"ab\xff"));
+        let code = err_code(
+            &mut client(),
+            &frame(OpCode::Text, true, 0, None, b"ab\xff"),
+        );
         assert_eq!(code, CloseCode::INVALID_PAYLOAD);
         // Only the first half of a 1000-byte frame is here, and it is already invalid.
         let mut d = client();
@@ -635,7 +688,10 @@ mod tests {
         buf.extend_from_slice(&frame(OpCode::Continue, false, 0, None, b"\xed\xa0\x80")[..]);
         assert_eq!(d.decode(&mut buf).unwrap_err(), ProtocolError::InvalidUtf8);
         // A character cut by the end of the message.
-        let code = err_code(&mut client(), &frame(OpCode::Text, true, 0, None, b"\xe2\x82"));
+        let code = err_code(
+            &mut client(),
+            &frame(OpCode::Text, true, 0, None, b"\xe2\x82"),
+        );
         assert_eq!(code, CloseCode::INVALID_PAYLOAD);
     }
 
@@ -652,7 +708,10 @@ mod tests {
         assert_eq!(err_code(&mut d, &[0x82, 0x7e, 0x03, 0xe9]), big);
         // 2^62-byte frame header.
         let mut d = Decoder::new(MaskPolicy::Forbid, limits);
-        assert_eq!(err_code(&mut d, &[0x82, 0x7f, 0x40, 0, 0, 0, 0, 0, 0, 0]), big);
+        assert_eq!(
+            err_code(&mut d, &[0x82, 0x7f, 0x40, 0, 0, 0, 0, 0, 0, 0]),
+            big
+        );
         // Two frames of 800: the message is over 1500.
         let mut wire = frame(OpCode::Binary, false, 0, None, &[0; 800]);
         wire.extend(frame(OpCode::Continue, true, 0, None, &[0; 800]));

@@ -251,7 +251,10 @@ mod tests {
     fn rfc_examples() {
         // A single-frame unmasked text message "Hello".
         let (h, n) = decode_all(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-        assert_eq!((h.fin, h.opcode, h.mask, h.payload_len, n), (true, OpCode::Text, None, 5, 2));
+        assert_eq!(
+            (h.fin, h.opcode, h.mask, h.payload_len, n),
+            (true, OpCode::Text, None, 5, 2)
+        );
         // A single-frame masked text message "Hello".
         let (h, n) = decode_all(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d]);
         assert_eq!(h.mask, Some([0x37, 0xfa, 0x21, 0x3d]));

@@ -108,7 +108,11 @@ impl Output {
 
     /// Fills `dst` with slices of the waiting bytes, in order; returns how many it filled.
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let parts = self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..]));
+        let parts = self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]));
         let mut n = 0;
         for part in parts.filter(|p| !p.is_empty()) {
             if n == dst.len() {
@@ -149,6 +153,18 @@ impl Output {
             // Give back a buffer grown by a burst.
             self.tail = BytesMut::new();
         }
+    }
+
+    /// Moves everything waiting into `dst` as `Bytes` chunks, without copying; returns how many
+    /// bytes moved.
+    pub fn drain_into(&mut self, dst: &mut VecDeque<Bytes>) -> usize {
+        let n = self.len;
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        dst.extend(self.chunks.drain(..));
+        self.len = 0;
+        n
     }
 
     /// Drops everything waiting.
@@ -417,7 +433,9 @@ impl Protocol {
         let mask = self.next_mask();
         if mask.is_none()
             && payload.len() >= ZERO_COPY_MIN
-            && !self.encoder.would_compress(opcode, payload.len(), compression)
+            && !self
+                .encoder
+                .would_compress(opcode, payload.len(), compression)
         {
             let tail = self.output.tail_mut();
             let before = tail.len();
@@ -428,7 +446,9 @@ impl Protocol {
         }
         let tail = self.output.tail_mut();
         let before = tail.len();
-        let result = self.encoder.encode(opcode, &payload, compression, mask, tail);
+        let result = self
+            .encoder
+            .encode(opcode, &payload, compression, mask, tail);
         self.output.commit_tail(before);
         result
     }
@@ -466,7 +486,11 @@ impl Protocol {
         let mask = self.next_mask();
         let tail = self.output.tail_mut();
         let before = tail.len();
-        super::codec::write_frame(FrameHeader::new(opcode, payload.len() as u64, mask), payload, tail);
+        super::codec::write_frame(
+            FrameHeader::new(opcode, payload.len() as u64, mask),
+            payload,
+            tail,
+        );
         self.output.commit_tail(before);
     }
 }
@@ -500,23 +524,36 @@ mod tests {
     #[test]
     fn messages_both_ways() {
         let (mut c, mut s) = pair();
-        c.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto).unwrap();
+        c.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
+            .unwrap();
         let big = Bytes::from(vec![5u8; 100_000]);
-        c.send(OpCode::Binary, big.clone(), Compression::Auto).unwrap();
+        c.send(OpCode::Binary, big.clone(), Compression::Auto)
+            .unwrap();
         let got = pump(&mut c, &mut s);
         assert_eq!(got.len(), 2);
-        assert!(matches!(&got[1], Incoming::Message { payload, masked: true, .. } if *payload == big));
-        s.send(OpCode::Binary, big.clone(), Compression::Auto).unwrap();
+        assert!(
+            matches!(&got[1], Incoming::Message { payload, masked: true, .. } if *payload == big)
+        );
+        s.send(OpCode::Binary, big.clone(), Compression::Auto)
+            .unwrap();
         let got = pump(&mut s, &mut c);
-        assert!(matches!(&got[0], Incoming::Message { payload, masked: false, .. } if *payload == big));
+        assert!(
+            matches!(&got[0], Incoming::Message { payload, masked: false, .. } if *payload == big)
+        );
     }
 
     #[test]
     fn ping_is_answered_with_same_payload() {
         let (mut c, mut s) = pair();
         c.ping(Bytes::from_static(b"abc")).unwrap();
-        assert_eq!(pump(&mut c, &mut s), vec![Incoming::Ping(Bytes::from_static(b"abc"))]);
-        assert_eq!(pump(&mut s, &mut c), vec![Incoming::Pong(Bytes::from_static(b"abc"))]);
+        assert_eq!(
+            pump(&mut c, &mut s),
+            vec![Incoming::Ping(Bytes::from_static(b"abc"))]
+        );
+        assert_eq!(
+            pump(&mut s, &mut c),
+            vec![Incoming::Pong(Bytes::from_static(b"abc"))]
+        );
     }
 
     #[test]
@@ -524,12 +561,23 @@ mod tests {
         let (mut c, mut s) = pair();
         c.close(CloseCode(4001), "bye");
         assert_eq!(c.state(), ReadyState::Closing);
-        assert!(c.send(OpCode::Text, Bytes::new(), Compression::Auto).is_err());
+        assert!(c
+            .send(OpCode::Text, Bytes::new(), Compression::Auto)
+            .is_err());
         let got = pump(&mut c, &mut s);
-        assert_eq!(got, vec![Incoming::Close(Some(CloseFrame::new(CloseCode(4001), "bye")))]);
+        assert_eq!(
+            got,
+            vec![Incoming::Close(Some(CloseFrame::new(
+                CloseCode(4001),
+                "bye"
+            )))]
+        );
         assert!(s.should_close_transport());
         let got = pump(&mut s, &mut c);
-        assert_eq!(got, vec![Incoming::Close(Some(CloseFrame::new(CloseCode(4001), "")))]);
+        assert_eq!(
+            got,
+            vec![Incoming::Close(Some(CloseFrame::new(CloseCode(4001), "")))]
+        );
         assert!(c.close_handshake_done() && !c.should_close_transport());
         assert_eq!(c.close_info().unwrap().code, CloseCode(4001));
         c.transport_closed();
@@ -569,7 +617,8 @@ mod tests {
     fn large_server_payload_is_not_copied() {
         let (_, mut s) = pair();
         let big = Bytes::from(vec![1u8; 10_000]);
-        s.send(OpCode::Binary, big.clone(), Compression::Never).unwrap();
+        s.send(OpCode::Binary, big.clone(), Compression::Never)
+            .unwrap();
         let mut slices = [IoSlice::new(&[]); 4];
         let n = s.output().io_slices(&mut slices);
         assert_eq!(n, 2);

@@ -1,0 +1,319 @@
+//! [`connect`]: the seed's `ws.connect(url, origin)`: the client side of the opening handshake
+//! over `ws://` (TCP) or `wss://` (TLS), returning the handshaken byte stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::HeaderMap;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::proto::deflate::{DeflateConfig, DeflateParams};
+use crate::proto::handshake::{self, ClientRequest, HandshakeError, HandshakeLimits};
+use crate::socket::SocketConfig;
+use crate::stream::{Inner, WsStream};
+
+/// Client settings for [`connect_with`] and [`crate::Socket::connect`].
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Subprotocols to offer, in order of preference.
+    pub protocols: Vec<String>,
+    /// The `Origin` header to send.
+    pub origin: Option<String>,
+    /// Extra request headers (authorization, cookies, ...).
+    pub headers: HeaderMap,
+    /// permessage-deflate to offer (`None`: no compression). On by default.
+    pub deflate: Option<DeflateConfig>,
+    /// The TLS configuration for `wss://` (default: the bundled web PKI roots).
+    pub tls: Option<Arc<ClientConfig>>,
+    /// The TCP (and TLS) connect timeout. Default 10 s.
+    pub connect_timeout: Duration,
+    /// The opening handshake timeout. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Limits on the handshake response.
+    pub handshake_limits: HandshakeLimits,
+    /// Settings of the socket once open.
+    pub socket: SocketConfig,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            protocols: Vec::new(),
+            origin: None,
+            headers: HeaderMap::new(),
+            deflate: Some(DeflateConfig::default()),
+            tls: None,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            handshake_limits: HandshakeLimits::default(),
+            socket: SocketConfig::default(),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Adds a subprotocol to offer.
+    pub fn protocol(mut self, name: impl Into<String>) -> Self {
+        self.protocols.push(name.into());
+        self
+    }
+
+    /// Sets the origin.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Turns permessage-deflate off.
+    pub fn no_deflate(mut self) -> Self {
+        self.deflate = None;
+        self
+    }
+
+    /// Sets the TLS configuration.
+    pub fn tls(mut self, config: Arc<ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+}
+
+/// A completed client handshake.
+#[derive(Debug)]
+pub struct Connected {
+    /// The handshaken stream (with any bytes the server sent right behind its response).
+    pub stream: WsStream,
+    /// The server's 101 response.
+    pub response: http::Response<()>,
+    /// The subprotocol the server chose.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters, when the server accepted compression.
+    pub deflate: Option<DeflateParams>,
+    /// The `Sec-WebSocket-Extensions` response value ("" when none).
+    pub extensions: String,
+}
+
+/// Opens a WebSocket connection to `url` (`ws://` or `wss://`) with `origin` ("" for none) and
+/// returns the handshaken stream, as the seed's `ws.connect`. It offers no subprotocol and no
+/// compression; use [`connect_with`] or [`crate::Socket::open`] for more.
+pub async fn connect(url: &str, origin: &str) -> Result<WsStream> {
+    let mut options = ConnectOptions::default().no_deflate();
+    if !origin.is_empty() {
+        options.origin = Some(origin.to_owned());
+    }
+    Ok(connect_with(url, &options).await?.stream)
+}
+
+struct Target {
+    url: Url,
+    tls: bool,
+    host: String,
+    port: u16,
+    host_header: String,
+}
+
+fn parse_target(url: &str) -> Result<Target> {
+    let url = Url::parse(url).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
+    let tls = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => return Err(Error::UnknownProtocol(other.to_owned())),
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(Error::InvalidUrl(format!("{url}: no host"))),
+    };
+    let default_port = if tls { 443 } else { 80 };
+    let port = url.port().unwrap_or(default_port);
+    let host_str = url.host_str().unwrap_or_default();
+    let host_header = if port == default_port {
+        host_str.to_owned()
+    } else {
+        format!("{host_str}:{port}")
+    };
+    Ok(Target {
+        url,
+        tls,
+        host,
+        port,
+        host_header,
+    })
+}
+
+/// Connects to `url` with `options`: TCP (TCP_NODELAY on), TLS for `wss://` (SNI, ALPN
+/// http/1.1), then the opening handshake, each under its timeout.
+pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connected> {
+    let target = parse_target(url)?;
+    let timeout = options.connect_timeout;
+    let tcp = tokio::time::timeout(
+        timeout,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        what: "connect",
+        after: timeout,
+    })??;
+    tcp.set_nodelay(true)?;
+    let inner = if target.tls {
+        let config = match &options.tls {
+            Some(c) => c.clone(),
+            None => crate::tls::client_config_webpki()?,
+        };
+        let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|e| Error::Tls(format!("invalid server name {}: {e}", target.host)))?;
+        let tls = tokio::time::timeout(
+            timeout,
+            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "TLS handshake",
+            after: timeout,
+        })?
+        .map_err(|e| Error::Tls(e.to_string()))?;
+        Inner::ClientTls(Box::new(tls))
+    } else {
+        Inner::Plain(tcp)
+    };
+    let stream = WsStream::new(inner, BytesMut::new());
+    let hs_timeout = options.handshake_timeout;
+    tokio::time::timeout(hs_timeout, client_handshake(stream, &target, options))
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "opening handshake",
+            after: hs_timeout,
+        })?
+}
+
+/// Reads an HTTP head (up to and including the empty line) from `io` into `buf`, enforcing the
+/// size limit; returns where the head ends. Bytes after it stay in `buf`.
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    limits: &HandshakeLimits,
+) -> Result<usize> {
+    let mut scanned = 0;
+    loop {
+        if let Some(end) = handshake::find_head_end(buf, scanned) {
+            return Ok(end);
+        }
+        scanned = buf.len();
+        if buf.len() >= limits.max_header_bytes {
+            return Err(HandshakeError::HeadersTooLarge {
+                limit: limits.max_header_bytes,
+            }
+            .into());
+        }
+        buf.reserve(
+            4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
+                .max(1),
+        );
+        let n = io.read_buf(buf).await?;
+        if n == 0 {
+            return Err(HandshakeError::Malformed(
+                "the connection closed before the HTTP head was complete".into(),
+            )
+            .into());
+        }
+    }
+}
+
+async fn client_handshake(
+    mut stream: WsStream,
+    target: &Target,
+    options: &ConnectOptions,
+) -> Result<Connected> {
+    let key = handshake::encode_key(rand::random::<[u8; 16]>());
+    let mut path = target.url.path().to_owned();
+    if let Some(q) = target.url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let request = ClientRequest {
+        host: target.host_header.clone(),
+        path_and_query: path,
+        key: key.clone(),
+        origin: options.origin.clone(),
+        protocols: options.protocols.clone(),
+        extensions: options.deflate.as_ref().map(DeflateConfig::client_offer),
+        headers: options.headers.clone(),
+    };
+    request.validate()?;
+    let mut out = Vec::with_capacity(256);
+    request.encode(&mut out);
+    write_all(&mut stream, &out).await?;
+
+    let mut buf = BytesMut::with_capacity(1024);
+    let end = read_head(&mut stream, &mut buf, &options.handshake_limits).await?;
+    let head = buf.split_to(end);
+    let response = handshake::parse_response(&head, &options.handshake_limits)?;
+    let checked = handshake::check_response(&response, &key, &options.protocols)?;
+    let extension_values: Vec<&str> = checked.extensions.iter().map(String::as_str).collect();
+    let deflate = match &options.deflate {
+        Some(config) => config.client_accept(extension_values.iter().copied())?,
+        None if extension_values.iter().any(|v| !v.trim().is_empty()) => {
+            return Err(HandshakeError::Malformed(format!(
+                "the server enabled an extension that was not offered: {}",
+                extension_values.join(", ")
+            ))
+            .into());
+        }
+        None => None,
+    };
+    let extensions = checked.extensions.join(", ");
+    // Whatever followed the head is WebSocket data: replay it first.
+    let (inner, _) = into_parts(stream);
+    Ok(Connected {
+        stream: WsStream::new(inner, buf),
+        response,
+        protocol: checked.protocol,
+        deflate,
+        extensions,
+    })
+}
+
+fn into_parts(stream: WsStream) -> (Inner, ()) {
+    (stream.into_inner(), ())
+}
+
+pub(crate) async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {
+    io.write_all(bytes).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("ws://example.com/chat?x=1").unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.host_header.as_str()),
+            (false, 80, "example.com")
+        );
+        let t = parse_target("wss://example.com:8443/").unwrap();
+        assert_eq!(
+            (t.tls, t.port, t.host_header.as_str()),
+            (true, 8443, "example.com:8443")
+        );
+        let t = parse_target("ws://[::1]:9000/x").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.host_header.as_str()),
+            ("::1", "[::1]:9000")
+        );
+        assert!(matches!(parse_target("http://x/"), Err(Error::UnknownProtocol(s)) if s == "http"));
+        assert!(matches!(
+            parse_target("not a url"),
+            Err(Error::InvalidUrl(_))
+        ));
+    }
+}

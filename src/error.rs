@@ -1,0 +1,82 @@
+//! The error of the tokio layer: everything `connect`, `upgrade`, `Socket` and `Message` can fail
+//! with, each mapped to the close code a peer would see.
+
+use std::time::Duration;
+
+use crate::proto::deflate::NegotiationError;
+use crate::proto::handshake::HandshakeError;
+use crate::proto::{CloseCode, ProtocolError, ReadyState};
+
+/// The error type of wsx.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke RFC 6455 or RFC 7692 (or a limit was hit); the connection was failed.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The server's permessage-deflate answer was not acceptable.
+    #[error("permessage-deflate negotiation failed: {0}")]
+    Negotiation(#[from] NegotiationError),
+    /// The URL's scheme is neither `ws` nor `wss`.
+    #[error("unknown protocol \"{0}\": use a ws:// or wss:// URL")]
+    UnknownProtocol(String),
+    /// The URL could not be used.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// TLS setup or handshake failed.
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// An operation took longer than its timeout.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// What timed out ("connect", "opening handshake", "close handshake", ...).
+        what: &'static str,
+        /// The timeout in force.
+        after: Duration,
+    },
+    /// `close()` was called with a code an application may not use (only 1000 and 3000-4999).
+    #[error("close code {0} is not allowed: use 1000 or a code in 3000-4999")]
+    InvalidCloseCode(u16),
+    /// A message was sent while the socket is not OPEN.
+    #[error("cannot send: the socket is {0}")]
+    NotOpen(ReadyState),
+    /// The connection is closed; `recv` reports this at the end of the message stream.
+    #[error("connection closed with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
+    Closed {
+        /// The close code (1006 when there was no close handshake).
+        code: CloseCode,
+        /// The close reason.
+        reason: String,
+    },
+    /// The HTTP server did not hand over the connection for the upgrade.
+    #[error("HTTP upgrade failed: {0}")]
+    Upgrade(String),
+}
+
+impl Error {
+    /// The close code this error stands for: the protocol error's code, 1002 for a failed
+    /// handshake or connection attempt (as SPEC §2 asks), 1006 for a lost transport.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Error::Protocol(e) => e.close_code(),
+            Error::Closed { code, .. } => *code,
+            Error::Io(_) => CloseCode::ABNORMAL,
+            Error::Timeout { .. } => CloseCode::ABNORMAL,
+            Error::InvalidCloseCode(_) | Error::NotOpen(_) => CloseCode::NORMAL,
+            Error::Tls(_) => CloseCode::TLS_HANDSHAKE,
+            Error::Handshake(_)
+            | Error::Negotiation(_)
+            | Error::UnknownProtocol(_)
+            | Error::InvalidUrl(_)
+            | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,415 @@
+//! [`Message`]: the seed's `ws.Message` (fibjs `WebSocketMessage`): one WebSocket message, with
+//! its type, masking, compression and size limit, readable from and writable to any byte stream.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::proto::codec::{write_frame, MaskPolicy, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::proto::deflate::{compress_message, DeflateParams, Inflater};
+use crate::proto::frame::{FrameHeader, RSV1};
+use crate::proto::{CloseCode, CloseFrame, Decoder, Incoming, Limits, OpCode, ProtocolError, Role};
+
+/// One WebSocket message (the seed's `ws.Message`).
+///
+/// Defaults, as the seed's: type BINARY, `masked` true, `compress` false, `max_size` 64 MiB,
+/// empty body. A message received by a [`crate::Socket`] reports what arrived: its type,
+/// whether it was masked and whether it was compressed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    kind: OpCode,
+    masked: bool,
+    compress: Option<bool>,
+    max_size: usize,
+    body: Bytes,
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            kind: OpCode::Binary,
+            masked: true,
+            compress: None,
+            max_size: DEFAULT_MAX_MESSAGE_SIZE,
+            body: Bytes::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Message");
+        d.field("type", &self.kind)
+            .field("masked", &self.masked)
+            .field("compress", &self.compress())
+            .field("len", &self.body.len());
+        if let Some(text) = self.as_text().filter(|t| t.len() <= 64) {
+            d.field("text", &text);
+        }
+        d.finish()
+    }
+}
+
+impl Message {
+    /// An empty BINARY message with the seed's defaults.
+    pub fn new() -> Self {
+        Message::default()
+    }
+
+    /// A TEXT message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Message {
+            kind: OpCode::Text,
+            body: Bytes::from(text.into()),
+            ..Message::default()
+        }
+    }
+
+    /// A BINARY message.
+    pub fn binary(data: impl Into<Bytes>) -> Self {
+        Message {
+            body: data.into(),
+            ..Message::default()
+        }
+    }
+
+    /// A PING (payload at most 125 bytes when sent).
+    pub fn ping(data: impl Into<Bytes>) -> Self {
+        Message {
+            kind: OpCode::Ping,
+            body: data.into(),
+            ..Message::default()
+        }
+    }
+
+    /// A PONG (payload at most 125 bytes when sent).
+    pub fn pong(data: impl Into<Bytes>) -> Self {
+        Message {
+            kind: OpCode::Pong,
+            body: data.into(),
+            ..Message::default()
+        }
+    }
+
+    /// A CLOSE with `code` and `reason` (cut to 123 bytes).
+    pub fn close(code: CloseCode, reason: &str) -> Self {
+        Message {
+            kind: OpCode::Close,
+            body: CloseFrame::new(code, reason).encode(),
+            ..Message::default()
+        }
+    }
+
+    /// A message of `kind` with `body` (the seed's `type` and `body` set together).
+    pub fn with_kind(kind: OpCode, body: impl Into<Bytes>) -> Self {
+        Message {
+            kind,
+            body: body.into(),
+            ..Message::default()
+        }
+    }
+
+    pub(crate) fn received(
+        kind: OpCode,
+        body: Bytes,
+        compressed: bool,
+        masked: bool,
+        max_size: usize,
+    ) -> Self {
+        Message {
+            kind,
+            masked,
+            compress: Some(compressed),
+            max_size,
+            body,
+        }
+    }
+
+    /// The type (the seed's `type`): TEXT, BINARY, or a control opcode.
+    pub fn kind(&self) -> OpCode {
+        self.kind
+    }
+
+    /// Sets the type.
+    pub fn set_kind(&mut self, kind: OpCode) {
+        self.kind = kind;
+    }
+
+    /// Whether this is a TEXT message.
+    pub fn is_text(&self) -> bool {
+        self.kind == OpCode::Text
+    }
+
+    /// Whether this is a BINARY message.
+    pub fn is_binary(&self) -> bool {
+        self.kind == OpCode::Binary
+    }
+
+    /// Whether the message is (or was, when read) masked (the seed's `masked`).
+    pub fn masked(&self) -> bool {
+        self.masked
+    }
+
+    /// Sets masking for [`Message::encode`] and [`Message::write_to`]. A [`crate::Socket`]
+    /// masks by its role and ignores this.
+    pub fn set_masked(&mut self, masked: bool) {
+        self.masked = masked;
+    }
+
+    /// Whether the message is (or was, when read) compressed (the seed's `compress`).
+    pub fn compress(&self) -> bool {
+        self.compress.unwrap_or(false)
+    }
+
+    /// Sets compression. For [`Message::encode`]: deflate the body and set RSV1. For a
+    /// [`crate::Socket`] with permessage-deflate: `false` sends this message uncompressed,
+    /// `true` (or leaving it unset) lets the socket compress it.
+    pub fn set_compress(&mut self, compress: bool) {
+        self.compress = Some(compress);
+    }
+
+    /// `set_compress`, builder style.
+    pub fn with_compress(mut self, compress: bool) -> Self {
+        self.set_compress(compress);
+        self
+    }
+
+    pub(crate) fn compress_setting(&self) -> Option<bool> {
+        self.compress
+    }
+
+    /// The largest message [`Message::decode`] and [`Message::read_from`] accept (the seed's
+    /// `maxSize`, default 64 MiB).
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Sets the size limit for reading.
+    pub fn set_max_size(&mut self, max: usize) {
+        self.max_size = max;
+    }
+
+    /// The body (the seed's `body`).
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Bytes>) {
+        self.body = body.into();
+    }
+
+    /// Takes the body.
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+
+    /// The body length.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// The body as text, when it is valid UTF-8 (always, for a received TEXT message).
+    pub fn as_text(&self) -> Option<&str> {
+        simdutf8::basic::from_utf8(&self.body).ok()
+    }
+
+    /// For a CLOSE message: its code and reason (`None` for an empty CLOSE).
+    pub fn close_frame(&self) -> Result<Option<CloseFrame>> {
+        Ok(CloseFrame::parse(&self.body)?)
+    }
+
+    /// Encodes the message as one frame: header, mask key when `masked`, the payload (deflated,
+    /// with RSV1, when `compress`; each message compressed on its own, without context
+    /// takeover).
+    pub fn encode_to(&self, dst: &mut BytesMut) -> Result<()> {
+        let mask = self.masked.then(rand::random::<[u8; 4]>);
+        if self.kind.is_control() && self.body.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlTooLong(self.body.len() as u64).into());
+        }
+        if self.compress() && self.kind.is_data() {
+            let mut deflated = BytesMut::new();
+            compress_message(&self.body, 6, &mut deflated)?;
+            let mut header = FrameHeader::new(self.kind, deflated.len() as u64, mask);
+            header.rsv = RSV1;
+            write_frame(header, &deflated, dst);
+        } else {
+            write_frame(
+                FrameHeader::new(self.kind, self.body.len() as u64, mask),
+                &self.body,
+                dst,
+            );
+        }
+        Ok(())
+    }
+
+    /// Encodes the message into a new buffer (see [`Message::encode_to`]).
+    pub fn encode(&self) -> Result<BytesMut> {
+        let mut out = BytesMut::with_capacity(self.body.len() + 14);
+        self.encode_to(&mut out)?;
+        Ok(out)
+    }
+
+    fn decoder(max_size: usize) -> Decoder {
+        let mut decoder = Decoder::new(MaskPolicy::Any, Limits::with_max_size(max_size));
+        decoder.set_inflater(Some(Inflater::new(
+            DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            },
+            Role::Server,
+        )));
+        decoder
+    }
+
+    fn from_incoming(item: Incoming, max_size: usize) -> Message {
+        match item {
+            Incoming::Message {
+                opcode,
+                payload,
+                compressed,
+                masked,
+            } => Message::received(opcode, payload, compressed, masked, max_size),
+            Incoming::Ping(p) => Message::received(OpCode::Ping, p, false, false, max_size),
+            Incoming::Pong(p) => Message::received(OpCode::Pong, p, false, false, max_size),
+            Incoming::Close(frame) => Message::received(
+                OpCode::Close,
+                frame.map(|f| f.encode()).unwrap_or_default(),
+                false,
+                false,
+                max_size,
+            ),
+        }
+    }
+
+    /// Decodes one message from the front of `buf` (reassembling fragments, unmasking,
+    /// inflating), consuming its bytes. `Ok(None)`: `buf` holds only part of a message. A
+    /// control frame is returned as a message of its own type.
+    ///
+    /// Note: `masked` is reported as read; frames before a control frame that interleaves a
+    /// fragmented message are consumed only once the whole message is there.
+    pub fn decode(buf: &mut BytesMut, max_size: usize) -> Result<Option<Message>> {
+        let mut scan = buf.clone();
+        let mut decoder = Message::decoder(max_size);
+        match decoder.decode(&mut scan)? {
+            Some(item) => {
+                let used = buf.len() - scan.len();
+                let _ = buf.split_to(used);
+                Ok(Some(Message::from_incoming(item, max_size)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one message from `reader` (the seed's `readFrom`), reading exactly its bytes and no
+    /// more. Truncated input is [`ProtocolError::Truncated`]; a message over `max_size`, a bad
+    /// opcode or reserved bit, or a bad control frame is an error, never a panic.
+    pub async fn read_from<R: AsyncRead + Unpin>(
+        reader: &mut R,
+        max_size: usize,
+    ) -> Result<Message> {
+        let mut decoder = Message::decoder(max_size);
+        let mut buf = BytesMut::new();
+        let mut want = 2usize;
+        loop {
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            if let Err(e) = reader.read_exact(&mut buf[start..]).await {
+                return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::Protocol(ProtocolError::Truncated)
+                } else {
+                    Error::Io(e)
+                });
+            }
+            if let Some(item) = decoder.decode(&mut buf)? {
+                return Ok(Message::from_incoming(item, max_size));
+            }
+            // Ask for exactly what completes the header or the frame in flight (in steps of at
+            // most 1 MiB, so a large announced frame is not allocated before it arrives).
+            want = if decoder.in_frame() {
+                decoder.bytes_wanted(buf.len()).min(1 << 20)
+            } else {
+                header_missing(&buf)
+            };
+        }
+    }
+
+    /// Writes the message to `writer` (the seed's `sendTo`) and flushes.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<()> {
+        let frame = self.encode()?;
+        writer.write_all(&frame).await?;
+        writer.flush().await?;
+        Ok(())
+    }
+}
+
+/// How many more bytes the partial header at the front of `buf` needs.
+fn header_missing(buf: &[u8]) -> usize {
+    if buf.len() < 2 {
+        return 2 - buf.len();
+    }
+    let ext: usize = match buf[1] & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if buf[1] & 0x80 != 0 { 4 } else { 0 };
+    (2 + ext + mask).saturating_sub(buf.len()).max(1)
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::text(text)
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::text(text)
+    }
+}
+
+impl From<&String> for Message {
+    fn from(text: &String) -> Self {
+        Message::text(text.clone())
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Message::binary(data)
+    }
+}
+
+impl From<BytesMut> for Message {
+    fn from(data: BytesMut) -> Self {
+        Message::binary(data.freeze())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Message::binary(data)
+    }
+}
+
+impl From<&[u8]> for Message {
+    fn from(data: &[u8]) -> Self {
+        Message::binary(Bytes::copy_from_slice(data))
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Message {
+    fn from(data: &[u8; N]) -> Self {
+        Message::binary(Bytes::copy_from_slice(data))
+    }
+}

@@ -1,0 +1,1216 @@
+//! [`Socket`]: the seed's `ws.Socket` (fibjs `WebSocket`), the event-driven connection object of
+//! both the client and the server side.
+//!
+//! Each socket has one driver task that owns the transport: it writes what the application
+//! queued (everything queued since its last write goes out in one vectored write), reads and
+//! decodes frames, answers PINGs and the close handshake, and runs the timers. The [`Socket`]
+//! handle is cheap to clone; every clone talks to the same connection.
+//!
+//! Messages can be taken by pulling ([`Socket::recv`], the [`futures_core::Stream`] impl,
+//! [`Socket::split`]) or through callbacks ([`Socket::on_message`] and friends). Messages that
+//! arrive before either is used wait in a bounded queue; when it is full the driver stops
+//! reading, so a slow consumer slows the peer down instead of growing memory.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::time::{Instant, Sleep};
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::proto::deflate::{DeflateConfig, DeflateParams};
+use crate::proto::protocol::CloseInfo;
+use crate::proto::{CloseCode, Compression, Incoming, Limits, OpCode, Protocol, ReadyState, Role};
+use crate::stream::WsStream;
+
+/// Settings of an open socket (both sides).
+#[derive(Clone, Debug)]
+pub struct SocketConfig {
+    /// The largest message (and frame) accepted; larger ones close the connection with 1009.
+    /// Default 64 MiB, as the seed's `maxSize`.
+    pub max_payload: usize,
+    /// The most frames one message may be split into.
+    pub max_fragments: usize,
+    /// How long `close()` waits for the peer's CLOSE (and a client for the server to end TCP)
+    /// before dropping the connection. Default 10 s.
+    pub close_timeout: Duration,
+    /// Send a PING after this long without hearing from the peer; `None` turns keepalive off.
+    pub ping_interval: Option<Duration>,
+    /// Close the connection (code 1006 locally) when a keepalive PING is not answered in time.
+    pub ping_timeout: Duration,
+    /// `send` waits while this many bytes are queued and not yet written. Default 1 MiB.
+    pub write_buffer_limit: usize,
+    /// How many received messages may wait for the application before reading stops.
+    pub recv_queue_limit: usize,
+    /// Drop a connection whose peer accepts no bytes for this long while we have data for it.
+    pub write_timeout: Option<Duration>,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            max_payload: crate::proto::codec::DEFAULT_MAX_MESSAGE_SIZE,
+            max_fragments: crate::proto::codec::DEFAULT_MAX_FRAGMENTS,
+            close_timeout: Duration::from_secs(10),
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(20),
+            write_buffer_limit: 1 << 20,
+            recv_queue_limit: 256,
+            write_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl SocketConfig {
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_frame_size: self.max_payload,
+            max_message_size: self.max_payload,
+            max_fragments: self.max_fragments,
+        }
+    }
+}
+
+/// What the handshake settled, handed to [`Socket::from_stream`].
+#[derive(Clone, Debug, Default)]
+pub struct Negotiated {
+    /// The subprotocol both ends agreed on, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters, when compression was negotiated.
+    pub deflate: Option<DeflateParams>,
+    /// The compressor settings (level, threshold, memory) to use with them.
+    pub deflate_config: DeflateConfig,
+    /// The `Sec-WebSocket-Extensions` value of the handshake response.
+    pub extensions: String,
+}
+
+/// The `error` event: what went wrong, with the close code it maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// The close code of the failure (1002 for a failed connect or handshake, 1006 for a lost
+    /// connection, or the protocol error's code).
+    pub code: CloseCode,
+    /// A description a person can act on.
+    pub reason: String,
+}
+
+/// The `close` event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The code: the peer's, 1005 if its CLOSE had none, ours after a failure, 1006 when the
+    /// connection ended without a close handshake.
+    pub code: CloseCode,
+    /// The reason.
+    pub reason: String,
+    /// Whether the close handshake completed.
+    pub clean: bool,
+}
+
+type OpenFn = Arc<dyn Fn() + Send + Sync>;
+type MessageFn = Arc<dyn Fn(Message) + Send + Sync>;
+type CloseFn = Arc<dyn Fn(CloseEvent) + Send + Sync>;
+type ErrorFn = Arc<dyn Fn(ErrorEvent) + Send + Sync>;
+
+#[derive(Default)]
+struct Callbacks {
+    open: Option<OpenFn>,
+    message: Option<MessageFn>,
+    close: Option<CloseFn>,
+    error: Option<ErrorFn>,
+    dispatcher: bool,
+    open_fired: bool,
+    error_fired: bool,
+    close_fired: bool,
+}
+
+impl Callbacks {
+    fn any(&self) -> bool {
+        self.open.is_some()
+            || self.message.is_some()
+            || self.close.is_some()
+            || self.error.is_some()
+    }
+}
+
+#[derive(Default)]
+struct Wakers(Vec<Waker>);
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        if !self.0.iter().any(|w| w.will_wake(waker)) {
+            self.0.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+struct Shared {
+    proto: Option<Protocol>,
+    incoming: VecDeque<Message>,
+    write_pending: usize,
+    opened: bool,
+    error: Option<ErrorEvent>,
+    closed: Option<CloseEvent>,
+    driver: Option<Waker>,
+    recv_wakers: Wakers,
+    send_wakers: Wakers,
+    close_wakers: Wakers,
+    dispatch_wakers: Wakers,
+    callbacks: Callbacks,
+}
+
+struct Inner {
+    role: Role,
+    url: String,
+    origin: String,
+    protocol: OnceLock<String>,
+    extensions: OnceLock<String>,
+    state: AtomicU8,
+    handles: AtomicUsize,
+    config: SocketConfig,
+    shared: Mutex<Shared>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic in a user callback never happens under this lock, so poisoning only follows a
+        // bug of ours; the state is still consistent enough to go on.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, state: ReadyState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    fn wake_driver(sh: &Shared) {
+        if let Some(w) = &sh.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Records the end of the connection and wakes everyone waiting.
+    fn finish(&self, sh: &mut Shared) {
+        if let Some(p) = sh.proto.as_mut() {
+            p.transport_closed();
+        }
+        if sh.closed.is_none() {
+            let info = sh
+                .proto
+                .as_ref()
+                .and_then(|p| p.close_info().cloned())
+                .unwrap_or(CloseInfo {
+                    code: CloseCode::ABNORMAL,
+                    reason: "connection closed".into(),
+                    clean: false,
+                });
+            sh.closed = Some(CloseEvent {
+                code: info.code,
+                reason: info.reason,
+                clean: info.clean,
+            });
+        }
+        self.set_state(ReadyState::Closed);
+        sh.recv_wakers.wake_all();
+        sh.send_wakers.wake_all();
+        sh.close_wakers.wake_all();
+        sh.dispatch_wakers.wake_all();
+    }
+
+    fn record_error(sh: &mut Shared, code: CloseCode, reason: String) {
+        if sh.error.is_none() {
+            sh.error = Some(ErrorEvent { code, reason });
+        }
+    }
+}
+
+/// A WebSocket connection (the seed's `ws.Socket`). Cloning gives another handle to the same
+/// connection.
+///
+/// When the last handle is dropped while the connection is open and no callback is set, the
+/// socket closes itself with 1001 (going away).
+pub struct Socket {
+    inner: Arc<Inner>,
+}
+
+impl Clone for Socket {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Socket {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let sh = self.inner.lock();
+            Inner::wake_driver(&sh);
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("url", &self.inner.url)
+            .field("role", &self.inner.role)
+            .field("ready_state", &self.ready_state())
+            .finish()
+    }
+}
+
+impl Socket {
+    fn new_inner(role: Role, url: String, origin: String, config: SocketConfig) -> Socket {
+        Socket {
+            inner: Arc::new(Inner {
+                role,
+                url,
+                origin,
+                protocol: OnceLock::new(),
+                extensions: OnceLock::new(),
+                state: AtomicU8::new(ReadyState::Connecting as u8),
+                handles: AtomicUsize::new(1),
+                config,
+                shared: Mutex::new(Shared {
+                    proto: None,
+                    incoming: VecDeque::new(),
+                    write_pending: 0,
+                    opened: false,
+                    error: None,
+                    closed: None,
+                    driver: None,
+                    recv_wakers: Wakers::default(),
+                    send_wakers: Wakers::default(),
+                    close_wakers: Wakers::default(),
+                    dispatch_wakers: Wakers::default(),
+                    callbacks: Callbacks::default(),
+                }),
+            }),
+        }
+    }
+
+    /// Makes an OPEN socket over a handshaken stream and starts its driver task (on the current
+    /// tokio runtime). `url` and `origin` are what [`Socket::url`] and [`Socket::origin`] report.
+    pub fn from_stream(
+        stream: WsStream,
+        role: Role,
+        negotiated: Negotiated,
+        config: SocketConfig,
+        url: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Socket {
+        let socket = Socket::new_inner(role, url.into(), origin.into(), config);
+        socket.start(stream, negotiated);
+        socket
+    }
+
+    /// Moves a CONNECTING socket to OPEN over `stream` and spawns the driver.
+    fn start(&self, mut stream: WsStream, negotiated: Negotiated) {
+        let inner = &self.inner;
+        let _ = inner
+            .protocol
+            .set(negotiated.protocol.clone().unwrap_or_default());
+        let _ = inner.extensions.set(negotiated.extensions.clone());
+        let mut proto = Protocol::new(inner.role, inner.config.limits());
+        if let Some(params) = negotiated.deflate {
+            proto.enable_deflate(params, &negotiated.deflate_config);
+        }
+        let rbuf = stream.take_prefix();
+        {
+            let mut sh = inner.lock();
+            sh.proto = Some(proto);
+            sh.opened = true;
+            inner.set_state(ReadyState::Open);
+            sh.dispatch_wakers.wake_all();
+            sh.recv_wakers.wake_all();
+            sh.send_wakers.wake_all();
+        }
+        let driver = Driver {
+            inner: inner.clone(),
+            io: stream,
+            rbuf,
+            wq: VecDeque::new(),
+            wq_len: 0,
+            read_eof: false,
+            shutdown: false,
+            close_timer: None,
+            write_timer: None,
+            ping_timer: inner
+                .config
+                .ping_interval
+                .map(|d| Box::pin(tokio::time::sleep(d))),
+            awaiting_pong: false,
+            heard: false,
+        };
+        tokio::spawn(driver);
+    }
+
+    /// Fails a CONNECTING socket: error event (1002), then close event (1006).
+    fn fail_connect(&self, reason: String) {
+        let mut sh = self.inner.lock();
+        Inner::record_error(&mut sh, CloseCode::PROTOCOL_ERROR, reason.clone());
+        sh.closed = Some(CloseEvent {
+            code: CloseCode::ABNORMAL,
+            reason,
+            clean: false,
+        });
+        self.inner.finish(&mut sh);
+    }
+
+    /// Starts connecting to `url` and returns at once, in the CONNECTING state; the `open` event
+    /// (or `error` then `close`) follows. Must be called inside a tokio runtime.
+    pub fn connect(url: &str, options: crate::connect::ConnectOptions) -> Socket {
+        let origin = options.origin.clone().unwrap_or_default();
+        let socket =
+            Socket::new_inner(Role::Client, url.to_owned(), origin, options.socket.clone());
+        let task_socket = socket.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            match crate::connect::connect_with(&url, &options).await {
+                Ok(conn) => {
+                    let negotiated = Negotiated {
+                        protocol: conn.protocol,
+                        deflate: conn.deflate,
+                        deflate_config: options.deflate.clone().unwrap_or_default(),
+                        extensions: conn.extensions,
+                    };
+                    task_socket.start(conn.stream, negotiated);
+                }
+                Err(e) => task_socket.fail_connect(e.to_string()),
+            }
+            // Dropping this handle only counts down; the driver holds the connection.
+        });
+        socket
+    }
+
+    /// Connects and returns once the socket is OPEN, or with the error that stopped it.
+    pub async fn open(url: &str, options: crate::connect::ConnectOptions) -> Result<Socket> {
+        let conn = crate::connect::connect_with(url, &options).await?;
+        let origin = options.origin.clone().unwrap_or_default();
+        let negotiated = Negotiated {
+            protocol: conn.protocol,
+            deflate: conn.deflate,
+            deflate_config: options.deflate.clone().unwrap_or_default(),
+            extensions: conn.extensions,
+        };
+        Ok(Socket::from_stream(
+            conn.stream,
+            Role::Client,
+            negotiated,
+            options.socket,
+            url,
+            origin,
+        ))
+    }
+
+    /// The URL this socket connected to (client) or was requested at (server).
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The negotiated subprotocol ("" when none, or while connecting).
+    pub fn protocol(&self) -> &str {
+        self.inner.protocol.get().map_or("", String::as_str)
+    }
+
+    /// The origin: what the client sent, on either side ("" when none).
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The negotiated `Sec-WebSocket-Extensions` ("" when none).
+    pub fn extensions(&self) -> &str {
+        self.inner.extensions.get().map_or("", String::as_str)
+    }
+
+    /// Which end this socket is.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// The current state (the seed's `readyState`).
+    pub fn ready_state(&self) -> ReadyState {
+        ReadyState::from_u8(self.inner.state.load(Ordering::Acquire)).unwrap_or(ReadyState::Closed)
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &SocketConfig {
+        &self.inner.config
+    }
+
+    /// Bytes held by this connection's compression state and partly received message.
+    pub fn memory_usage(&self) -> usize {
+        let sh = self.inner.lock();
+        sh.proto.as_ref().map_or(0, Protocol::memory_usage) + sh.write_pending
+    }
+
+    fn poll_queue(&self, cx: Option<&Context<'_>>, msg: &Message) -> Poll<Result<()>> {
+        let mut sh = self.inner.lock();
+        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        let Some(proto) = sh.proto.as_mut() else {
+            return Poll::Ready(Err(Error::NotOpen(self.ready_state())));
+        };
+        if proto.state() != ReadyState::Open || proto.close_sent() {
+            return Poll::Ready(Err(Error::NotOpen(
+                self.ready_state().max_open(proto.state()),
+            )));
+        }
+        if pending > 0 && pending >= self.inner.config.write_buffer_limit {
+            if let Some(cx) = cx {
+                sh.send_wakers.register(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        let compression = match msg.compress_setting() {
+            Some(false) => Compression::Never,
+            _ => Compression::Auto,
+        };
+        let result = match msg.kind() {
+            OpCode::Close => {
+                let frame = crate::proto::CloseFrame::parse(msg.body())?;
+                let (code, reason) =
+                    frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
+                proto.close(code, &reason);
+                Ok(())
+            }
+            OpCode::Continue => Err(Error::Upgrade(
+                "a CONTINUE message cannot be sent on its own".into(),
+            )),
+            kind => proto
+                .send(kind, msg.body().clone(), compression)
+                .map_err(Error::from),
+        };
+        Inner::wake_driver(&sh);
+        Poll::Ready(result)
+    }
+
+    /// Sends a message: a `&str`/`String` as TEXT, bytes as BINARY, or a whole [`Message`]
+    /// (TEXT, BINARY, PING or PONG). Messages go out in the order `send` was called, from any
+    /// number of tasks. Waits while the write buffer is over its limit (backpressure); returns
+    /// once the message is queued, not once it is written.
+    ///
+    /// Cancel safety: dropping the future before it completes sends nothing.
+    /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        poll_fn(|cx| self.poll_queue(Some(cx), &msg)).await
+    }
+
+    /// Queues a message without waiting, even past the write buffer limit.
+    pub fn send_now(&self, msg: impl Into<Message>) -> Result<()> {
+        match self.poll_queue(None, &msg.into()) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Sends a PING with `payload` (at most 125 bytes).
+    pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::ping(payload)).await
+    }
+
+    /// Waits until everything queued so far has been handed to the transport.
+    ///
+    /// Cancel safety: safe to drop; nothing is lost.
+    pub async fn flush(&self) -> Result<()> {
+        poll_fn(|cx| {
+            let mut sh = self.inner.lock();
+            let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+            if queued == 0 || sh.closed.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            sh.send_wakers.register(cx.waker());
+            Inner::wake_driver(&sh);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Starts the close handshake without waiting: validates `code` (1000 or 3000-4999) and
+    /// queues the CLOSE. A second call, or a call after the peer's CLOSE, does nothing.
+    pub fn start_close(&self, code: u16, reason: &str) -> Result<()> {
+        if !CloseCode(code).is_allowed_for_app() {
+            return Err(Error::InvalidCloseCode(code));
+        }
+        self.close_internal(CloseCode(code), reason);
+        Ok(())
+    }
+
+    pub(crate) fn close_internal(&self, code: CloseCode, reason: &str) {
+        let mut sh = self.inner.lock();
+        match sh.proto.as_mut() {
+            Some(proto) => {
+                proto.close(code, reason);
+                if proto.state() != ReadyState::Open {
+                    self.inner
+                        .set_state(ReadyState::Closing.max_open(proto.state()));
+                }
+                Inner::wake_driver(&sh);
+            }
+            None => {
+                // Still connecting: the attempt is abandoned.
+                if sh.closed.is_none() {
+                    sh.closed = Some(CloseEvent {
+                        code: CloseCode::ABNORMAL,
+                        reason: "closed before the connection opened".into(),
+                        clean: false,
+                    });
+                    self.inner.finish(&mut sh);
+                }
+            }
+        }
+    }
+
+    /// Closes the connection (the seed's `close(code = 1000, reason = "")`): sends CLOSE with
+    /// `code` and `reason` and waits until the connection is closed (the peer's CLOSE arrived
+    /// and the transport ended, or the close timeout passed).
+    ///
+    /// Only 1000 and 3000-4999 are accepted ([`Error::InvalidCloseCode`] otherwise). Closing
+    /// twice, or after the peer closed, is not an error. Cancel safety: if dropped after the
+    /// CLOSE was queued, the close handshake still completes in the background.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.start_close(code, reason)?;
+        self.closed().await;
+        Ok(())
+    }
+
+    /// Waits until the socket is CLOSED and returns how it ended. Cancel-safe.
+    pub async fn closed(&self) -> CloseEvent {
+        poll_fn(|cx| {
+            let mut sh = self.inner.lock();
+            match &sh.closed {
+                Some(ev) => Poll::Ready(ev.clone()),
+                None => {
+                    sh.close_wakers.register(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// The error event, if one happened.
+    pub fn error(&self) -> Option<ErrorEvent> {
+        self.inner.lock().error.clone()
+    }
+
+    /// Polls for the next message (see [`Socket::recv`]).
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
+        let mut sh = self.inner.lock();
+        if let Some(msg) = sh.incoming.pop_front() {
+            if sh.incoming.len() + 1 >= self.inner.config.recv_queue_limit {
+                Inner::wake_driver(&sh);
+            }
+            return Poll::Ready(Ok(msg));
+        }
+        if let Some(closed) = &sh.closed {
+            return Poll::Ready(Err(match &sh.error {
+                Some(e) if !closed.clean => Error::Closed {
+                    code: e.code,
+                    reason: e.reason.clone(),
+                },
+                _ => Error::Closed {
+                    code: closed.code,
+                    reason: closed.reason.clone(),
+                },
+            }));
+        }
+        sh.recv_wakers.register(cx.waker());
+        Poll::Pending
+    }
+
+    /// Receives the next message. At the end of the connection it returns
+    /// [`Error::Closed`] with the close code and reason (the error's, if it failed).
+    ///
+    /// Cancel safety: cancel-safe. A message is taken from the queue only by a call that
+    /// returns it, so dropping `recv()` (in a `select!`, say) loses nothing.
+    pub async fn recv(&self) -> Result<Message> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// A `Stream` of this socket's messages (a [`SocketReader`] on a new handle).
+    pub fn stream(&self) -> SocketReader {
+        SocketReader {
+            socket: self.clone(),
+            done: false,
+        }
+    }
+
+    /// Splits into a reader (a `Stream` of messages) and a writer (a `Sink` of messages). Both
+    /// halves drive the same connection: PINGs keep being answered and the close handshake
+    /// completes whichever half is in use.
+    pub fn split(&self) -> (SocketReader, SocketWriter) {
+        (
+            SocketReader {
+                socket: self.clone(),
+                done: false,
+            },
+            SocketWriter {
+                socket: self.clone(),
+                closing: false,
+            },
+        )
+    }
+
+    fn set_callback(&self, set: impl FnOnce(&mut Callbacks)) {
+        let mut sh = self.inner.lock();
+        set(&mut sh.callbacks);
+        sh.dispatch_wakers.wake_all();
+        if !sh.callbacks.dispatcher {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                sh.callbacks.dispatcher = true;
+                handle.spawn(dispatch(self.inner.clone()));
+            }
+        }
+    }
+
+    /// Calls `f` when the socket opens (also if it opened a moment before `f` was set).
+    pub fn on_open(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.set_callback(|c| c.open = Some(Arc::new(f)));
+    }
+
+    /// Calls `f` with each message, in order, starting with those already queued. Once set,
+    /// messages no longer reach [`Socket::recv`].
+    pub fn on_message(&self, f: impl Fn(Message) + Send + Sync + 'static) {
+        self.set_callback(|c| c.message = Some(Arc::new(f)));
+    }
+
+    /// Calls `f` once when the socket is closed, after the queued messages were delivered.
+    pub fn on_close(&self, f: impl Fn(CloseEvent) + Send + Sync + 'static) {
+        self.set_callback(|c| c.close = Some(Arc::new(f)));
+    }
+
+    /// Calls `f` once if the connection fails (before the close event).
+    pub fn on_error(&self, f: impl Fn(ErrorEvent) + Send + Sync + 'static) {
+        self.set_callback(|c| c.error = Some(Arc::new(f)));
+    }
+}
+
+trait MaxOpen {
+    fn max_open(self, other: ReadyState) -> ReadyState;
+}
+
+impl MaxOpen for ReadyState {
+    /// The later of two states.
+    fn max_open(self, other: ReadyState) -> ReadyState {
+        if (other as u8) > (self as u8) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+enum Dispatch {
+    Open(OpenFn),
+    Message(MessageFn, Message),
+    Error(ErrorFn, ErrorEvent),
+    Close(CloseFn, CloseEvent),
+    Done,
+}
+
+/// Delivers events to the callbacks, in order, on a task of its own.
+async fn dispatch(inner: Arc<Inner>) {
+    loop {
+        let next = poll_fn(|cx| {
+            let mut sh = inner.lock();
+            let sh = &mut *sh;
+            let cbs = &mut sh.callbacks;
+            if sh.opened && !cbs.open_fired {
+                if let Some(f) = &cbs.open {
+                    cbs.open_fired = true;
+                    return Poll::Ready(Dispatch::Open(f.clone()));
+                }
+            }
+            if let Some(f) = &cbs.message {
+                if let Some(msg) = sh.incoming.pop_front() {
+                    let f = f.clone();
+                    if sh.incoming.len() + 1 >= inner.config.recv_queue_limit {
+                        Inner::wake_driver(sh);
+                    }
+                    return Poll::Ready(Dispatch::Message(f, msg));
+                }
+            }
+            if let Some(closed) = &sh.closed {
+                if let (Some(e), Some(f), false) = (&sh.error, &cbs.error, cbs.error_fired) {
+                    cbs.error_fired = true;
+                    return Poll::Ready(Dispatch::Error(f.clone(), e.clone()));
+                }
+                if let (Some(f), false) = (&cbs.close, cbs.close_fired) {
+                    cbs.close_fired = true;
+                    return Poll::Ready(Dispatch::Close(f.clone(), closed.clone()));
+                }
+                let all_done = (cbs.error_fired || sh.error.is_none() || cbs.error.is_none())
+                    && cbs.close_fired
+                    && (cbs.message.is_none() || sh.incoming.is_empty());
+                if all_done {
+                    return Poll::Ready(Dispatch::Done);
+                }
+            }
+            sh.dispatch_wakers.register(cx.waker());
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Dispatch::Open(f) => f(),
+            Dispatch::Message(f, m) => f(m),
+            Dispatch::Error(f, e) => f(e),
+            Dispatch::Close(f, c) => f(c),
+            Dispatch::Done => return,
+        }
+    }
+}
+
+/// The reading half of a split socket: a `Stream` of messages that ends after the close.
+#[derive(Debug)]
+pub struct SocketReader {
+    socket: Socket,
+    done: bool,
+}
+
+impl SocketReader {
+    /// Receives the next message (see [`Socket::recv`]). Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Message> {
+        self.socket.recv().await
+    }
+
+    /// The socket this half belongs to.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
+impl futures_core::Stream for SocketReader {
+    type Item = Result<Message>;
+
+    /// Yields each message; at the end, one `Err` if the connection failed, then `None`.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.socket.poll_recv(cx) {
+            Poll::Ready(Ok(m)) => Poll::Ready(Some(Ok(m))),
+            Poll::Ready(Err(e)) => {
+                self.done = true;
+                let clean = self
+                    .socket
+                    .inner
+                    .lock()
+                    .closed
+                    .as_ref()
+                    .is_some_and(|c| c.clean);
+                Poll::Ready(if clean { None } else { Some(Err(e)) })
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The writing half of a split socket: a `Sink` of messages.
+#[derive(Debug)]
+pub struct SocketWriter {
+    socket: Socket,
+    closing: bool,
+}
+
+impl SocketWriter {
+    /// Sends a message (see [`Socket::send`]).
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.socket.send(msg).await
+    }
+
+    /// Closes the connection (see [`Socket::close`]).
+    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.socket.close(code, reason).await
+    }
+
+    /// The socket this half belongs to.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+}
+
+impl futures_sink::Sink<Message> for SocketWriter {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut sh = self.socket.inner.lock();
+        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        if pending > 0 && pending >= self.socket.inner.config.write_buffer_limit {
+            sh.send_wakers.register(cx.waker());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.socket.send_now(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut sh = self.socket.inner.lock();
+        let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        if queued == 0 || sh.closed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        sh.send_wakers.register(cx.waker());
+        Inner::wake_driver(&sh);
+        Poll::Pending
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if !self.closing {
+            self.closing = true;
+            self.socket.close_internal(CloseCode::NORMAL, "");
+        }
+        let mut sh = self.socket.inner.lock();
+        if sh.closed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        sh.close_wakers.register(cx.waker());
+        Poll::Pending
+    }
+}
+
+/// The per-connection task: moves bytes between the transport and the protocol.
+struct Driver {
+    inner: Arc<Inner>,
+    io: WsStream,
+    rbuf: BytesMut,
+    wq: VecDeque<Bytes>,
+    wq_len: usize,
+    read_eof: bool,
+    shutdown: bool,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+    ping_timer: Option<Pin<Box<Sleep>>>,
+    awaiting_pong: bool,
+    heard: bool,
+}
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+enum Step {
+    Continue,
+    Finished,
+}
+
+impl Driver {
+    /// Moves the protocol's output into the write queue; reads the close-related state.
+    fn sync(&mut self, cx: &Context<'_>) -> (bool, bool, bool) {
+        let inner = self.inner.clone();
+        let mut sh = inner.lock();
+        let sh = &mut *sh;
+        match &sh.driver {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => sh.driver = Some(cx.waker().clone()),
+        }
+        let Some(proto) = sh.proto.as_mut() else {
+            return (false, true, false);
+        };
+        if inner.handles.load(Ordering::Acquire) == 0
+            && !sh.callbacks.any()
+            && proto.state() == ReadyState::Open
+        {
+            proto.close(CloseCode::GOING_AWAY, "");
+        }
+        if proto.state() != ReadyState::Open {
+            inner.set_state(ReadyState::Closing);
+        }
+        self.wq_len += proto.output().drain_into(&mut self.wq);
+        sh.write_pending = self.wq_len;
+        let flags = (
+            proto.close_sent(),
+            proto.should_close_transport(),
+            proto.close_handshake_done(),
+        );
+        if self.wq_len < inner.config.write_buffer_limit {
+            sh.send_wakers.wake_all();
+        }
+        flags
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+        let mut progress = false;
+        while self.wq_len > 0 {
+            let poll = if self.wq.len() > 1 && self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for chunk in self.wq.iter().take(MAX_IOV) {
+                    slices[n] = IoSlice::new(chunk);
+                    n += 1;
+                }
+                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
+            } else {
+                let front = self.wq.front().map_or(&[][..], |b| &b[..]);
+                Pin::new(&mut self.io).poll_write(cx, front)
+            };
+            match poll {
+                Poll::Ready(Ok(0)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the transport accepted no bytes",
+                    ))
+                }
+                Poll::Ready(Ok(mut n)) => {
+                    progress = true;
+                    self.wq_len -= n;
+                    while n > 0 {
+                        let Some(front) = self.wq.front_mut() else {
+                            break;
+                        };
+                        let k = n.min(front.len());
+                        front.advance(k);
+                        n -= k;
+                        if front.is_empty() {
+                            self.wq.pop_front();
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.wq_len == 0 && progress {
+            // TLS keeps records in its own buffer until flushed.
+            if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
+                return Err(e);
+            }
+        }
+        Ok(progress)
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let wanted = {
+            let sh = self.inner.lock();
+            sh.proto
+                .as_ref()
+                .map_or(1, |p| p.bytes_wanted(self.rbuf.len()))
+        };
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4
+            || wanted > self.rbuf.capacity() - self.rbuf.len()
+        {
+            self.rbuf.reserve(wanted.clamp(READ_CHUNK, 1 << 20));
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
+    }
+
+    /// Decodes what was read, delivering messages and recording the end.
+    fn process(&mut self) {
+        let inner = self.inner.clone();
+        let mut sh = inner.lock();
+        let sh = &mut *sh;
+        let Some(proto) = sh.proto.as_mut() else {
+            return;
+        };
+        let mut delivered = false;
+        loop {
+            match proto.receive(&mut self.rbuf) {
+                Ok(Some(Incoming::Message {
+                    opcode,
+                    payload,
+                    compressed,
+                    masked,
+                })) => {
+                    sh.incoming.push_back(Message::received(
+                        opcode,
+                        payload,
+                        compressed,
+                        masked,
+                        inner.config.max_payload,
+                    ));
+                    delivered = true;
+                    if sh.incoming.len() >= inner.config.recv_queue_limit {
+                        break;
+                    }
+                }
+                Ok(Some(Incoming::Pong(_))) => self.awaiting_pong = false,
+                Ok(Some(Incoming::Ping(_))) => {}
+                Ok(Some(Incoming::Close(_))) => {
+                    inner.set_state(ReadyState::Closing);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Inner::record_error(sh, e.close_code(), e.to_string());
+                    tracing::debug!(url = %inner.url, error = %e, "failing the connection");
+                    break;
+                }
+            }
+        }
+        self.heard = true;
+        if delivered {
+            sh.recv_wakers.wake_all();
+            sh.dispatch_wakers.wake_all();
+        }
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        loop {
+            let mut progress = false;
+            let (close_sent, should_close, handshake_done) = self.sync(cx);
+            if close_sent && self.close_timer.is_none() {
+                self.close_timer = Some(Box::pin(tokio::time::sleep(
+                    self.inner.config.close_timeout,
+                )));
+            }
+            match self.write(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => return self.fail_io(e),
+            }
+            if self.wq_len > 0 {
+                if let Some(limit) = self.inner.config.write_timeout {
+                    let timer = self
+                        .write_timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    if progress {
+                        timer.as_mut().reset(Instant::now() + limit);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        let mut sh = self.inner.lock();
+                        Inner::record_error(
+                            &mut sh,
+                            CloseCode::ABNORMAL,
+                            format!("the peer read nothing for {limit:?}; dropped"),
+                        );
+                        return Step::Finished;
+                    }
+                }
+            } else {
+                self.write_timer = None;
+            }
+            if self.wq_len == 0
+                && (should_close
+                    || (self.read_eof && handshake_done)
+                    || (self.read_eof && close_sent))
+                && !self.shutdown
+            {
+                match Pin::new(&mut self.io).poll_shutdown(cx) {
+                    Poll::Ready(_) => {
+                        self.shutdown = true;
+                        return Step::Finished;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.read_eof && self.wq_len == 0 {
+                return Step::Finished;
+            }
+            let queue_full = self.inner.lock().incoming.len() >= self.inner.config.recv_queue_limit;
+            if !self.read_eof && !queue_full && !self.shutdown {
+                match self.read(cx) {
+                    Poll::Ready(Ok(0)) => {
+                        self.read_eof = true;
+                        progress = true;
+                        let mut sh = self.inner.lock();
+                        if let Some(p) = sh.proto.as_mut() {
+                            if let Err(e) = p.receive_eof() {
+                                let reason = match e {
+                                    crate::proto::ProtocolError::Truncated => {
+                                        "the connection was lost without a close handshake"
+                                            .to_owned()
+                                    }
+                                    other => other.to_string(),
+                                };
+                                Inner::record_error(&mut sh, CloseCode::ABNORMAL, reason);
+                            }
+                        }
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        progress = true;
+                        self.process();
+                    }
+                    Poll::Ready(Err(e)) => return self.fail_io(e),
+                    Poll::Pending => {}
+                }
+            }
+            if let Some(timer) = self.close_timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(url = %self.inner.url, "close handshake timed out");
+                    return Step::Finished;
+                }
+            }
+            if let Some(interval) = self.inner.config.ping_interval {
+                if let Some(timer) = self.ping_timer.as_mut() {
+                    if self.heard {
+                        self.heard = false;
+                        self.awaiting_pong = false;
+                        timer.as_mut().reset(Instant::now() + interval);
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        if self.awaiting_pong {
+                            let mut sh = self.inner.lock();
+                            let timeout = self.inner.config.ping_timeout;
+                            Inner::record_error(
+                                &mut sh,
+                                CloseCode::ABNORMAL,
+                                format!("no answer to a keepalive ping within {timeout:?}"),
+                            );
+                            return Step::Finished;
+                        }
+                        let mut sh = self.inner.lock();
+                        if let Some(p) = sh.proto.as_mut() {
+                            if p.ping(Bytes::new()).is_ok() {
+                                self.awaiting_pong = true;
+                            }
+                        }
+                        drop(sh);
+                        let timeout = self.inner.config.ping_timeout;
+                        timer.as_mut().reset(Instant::now() + timeout);
+                        progress = true;
+                    }
+                }
+            }
+            if !progress {
+                return Step::Continue;
+            }
+        }
+    }
+
+    fn fail_io(&mut self, e: std::io::Error) -> Step {
+        let mut sh = self.inner.lock();
+        let done = sh.proto.as_ref().is_some_and(|p| p.close_handshake_done());
+        if !done {
+            Inner::record_error(
+                &mut sh,
+                CloseCode::ABNORMAL,
+                format!("connection lost: {e}"),
+            );
+        }
+        Step::Finished
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.step(cx) {
+            Step::Continue => Poll::Pending,
+            Step::Finished => {
+                let inner = self.inner.clone();
+                let mut sh = inner.lock();
+                inner.finish(&mut sh);
+                tracing::debug!(url = %inner.url, "connection closed");
+                Poll::Ready(())
+            }
+        }
+    }
+}

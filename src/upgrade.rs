@@ -1,0 +1,339 @@
+//! [`upgrade`]: the seed's `ws.upgrade(accept)`: the server side of the opening handshake.
+//!
+//! Two ways in:
+//! - [`upgrade`] makes a `tower::Service` over `http::Request` that hyper 1 and axum take as they
+//!   are (`Router::route_service`, `hyper::service::service_fn`): it answers 101, takes the
+//!   connection over from the HTTP server and calls `accept(socket, request_parts)` on a task of
+//!   its own (the seed's HttpServer / Chain / Routing use);
+//! - [`accept`] does the whole handshake on a raw `TcpStream` or TLS stream, with no HTTP stack.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::{ready, Future, Ready};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::connect::{read_head, write_all};
+use crate::error::{Error, Result};
+use crate::proto::deflate::DeflateConfig;
+use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
+use crate::proto::Role;
+use crate::socket::{Negotiated, Socket, SocketConfig};
+use crate::stream::WsStream;
+
+/// Decides whether a request's `Origin` (if any) may connect.
+pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
+/// Server settings for [`upgrade`] and [`accept`].
+#[derive(Clone)]
+pub struct AcceptOptions {
+    /// Subprotocols the application speaks; the first one the client offers (in the client's
+    /// order) is chosen.
+    pub protocols: Vec<String>,
+    /// permessage-deflate to accept (`None`: never compress). On by default.
+    pub deflate: Option<DeflateConfig>,
+    /// How long a client may take to send its request head ([`accept`] only). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Limits on the request head ([`accept`] only).
+    pub handshake_limits: HandshakeLimits,
+    /// When set, a request whose origin it refuses gets 403.
+    pub origin_check: Option<OriginCheck>,
+    /// Settings of the socket once open (max payload, timeouts, queues).
+    pub socket: SocketConfig,
+}
+
+impl Default for AcceptOptions {
+    fn default() -> Self {
+        AcceptOptions {
+            protocols: Vec::new(),
+            deflate: Some(DeflateConfig::default()),
+            handshake_timeout: Duration::from_secs(10),
+            handshake_limits: HandshakeLimits::default(),
+            origin_check: None,
+            socket: SocketConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for AcceptOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcceptOptions")
+            .field("protocols", &self.protocols)
+            .field("deflate", &self.deflate)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("handshake_limits", &self.handshake_limits)
+            .field("origin_check", &self.origin_check.is_some())
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+impl AcceptOptions {
+    /// Adds a supported subprotocol.
+    pub fn protocol(mut self, name: impl Into<String>) -> Self {
+        self.protocols.push(name.into());
+        self
+    }
+
+    /// Turns permessage-deflate off.
+    pub fn no_deflate(mut self) -> Self {
+        self.deflate = None;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_payload(mut self, max: usize) -> Self {
+        self.socket.max_payload = max;
+        self
+    }
+
+    /// Sets an origin check.
+    pub fn origin_check(
+        mut self,
+        check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.origin_check = Some(Arc::new(check));
+        self
+    }
+
+    /// Decides the answer to a valid upgrade request: the 101 response and what was negotiated,
+    /// or the refusal to send.
+    fn negotiate(
+        &self,
+        up: &UpgradeRequest,
+    ) -> std::result::Result<(http::Response<()>, Negotiated), http::Response<String>> {
+        if let Some(check) = &self.origin_check {
+            if !check(up.origin.as_deref()) {
+                return Err(forbidden(up.origin.as_deref()));
+            }
+        }
+        let protocol =
+            handshake::select_protocol(&up.protocols, &self.protocols).map(str::to_owned);
+        let (deflate, extensions) = match &self.deflate {
+            Some(config) => match config.server_negotiate(up.extensions.iter().map(String::as_str))
+            {
+                Some((params, header)) => (Some(params), header),
+                None => (None, String::new()),
+            },
+            None => (None, String::new()),
+        };
+        let ext = (!extensions.is_empty()).then_some(extensions.as_str());
+        let response = handshake::response_101(&up.accept, protocol.as_deref(), ext);
+        Ok((
+            response,
+            Negotiated {
+                protocol,
+                deflate,
+                deflate_config: self.deflate.clone().unwrap_or_default(),
+                extensions,
+            },
+        ))
+    }
+}
+
+fn forbidden(origin: Option<&str>) -> http::Response<String> {
+    let body = format!("origin {} is not allowed\n", origin.unwrap_or("(none)"));
+    http::Response::builder()
+        .status(http::StatusCode::FORBIDDEN)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONNECTION, "close")
+        .body(body)
+        .unwrap_or_default()
+}
+
+/// Makes the upgrade service (the seed's `ws.upgrade(accept)`): for each valid upgrade request
+/// it answers 101 and calls `accept(socket, parts)` on a new task once the HTTP server hands the
+/// connection over. A request that is not a valid upgrade gets a clear HTTP error (400, or 426
+/// with `Sec-WebSocket-Version: 13`).
+pub fn upgrade<F, Fut>(accept: F) -> Upgrade<F>
+where
+    F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Upgrade {
+        accept,
+        options: Arc::new(AcceptOptions::default()),
+    }
+}
+
+/// The upgrade `tower::Service` made by [`upgrade`].
+#[derive(Clone)]
+pub struct Upgrade<F> {
+    accept: F,
+    options: Arc<AcceptOptions>,
+}
+
+impl<F> fmt::Debug for Upgrade<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<F> Upgrade<F> {
+    /// Replaces the options.
+    pub fn options(mut self, options: AcceptOptions) -> Self {
+        self.options = Arc::new(options);
+        self
+    }
+}
+
+impl<F, Fut, B> tower_service::Service<http::Request<B>> for Upgrade<F>
+where
+    F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<String>;
+    type Error = Infallible;
+    type Future = Ready<std::result::Result<http::Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let up = match handshake::check_request(&req) {
+            Ok(up) => up,
+            Err(e) => return ready(Ok(handshake::error_response(&e))),
+        };
+        let (response, negotiated) = match self.options.negotiate(&up) {
+            Ok(ok) => ok,
+            Err(refusal) => return ready(Ok(refusal)),
+        };
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let (parts, _body) = req.into_parts();
+        let accept = self.accept.clone();
+        let config = self.options.socket.clone();
+        let url = parts.uri.to_string();
+        let origin = up.origin.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let stream = WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new());
+                    let socket =
+                        Socket::from_stream(stream, Role::Server, negotiated, config, url, origin);
+                    accept(socket, parts).await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "the HTTP server did not hand over the connection")
+                }
+            }
+        });
+        ready(Ok(response.map(|()| String::new())))
+    }
+}
+
+/// Does the server handshake on a raw stream (no HTTP stack): reads the request head (within
+/// the handshake timeout and limits), validates it, answers 101 (or a clear HTTP error, and
+/// then fails) and returns the OPEN socket with the request.
+pub async fn accept(
+    stream: impl Into<WsStream>,
+    options: &AcceptOptions,
+) -> Result<(Socket, http::Request<()>)> {
+    let mut stream = stream.into();
+    let timeout = options.handshake_timeout;
+    let read = tokio::time::timeout(
+        timeout,
+        read_request(&mut stream, &options.handshake_limits),
+    )
+    .await;
+    let (req, leftover) = match read {
+        Ok(r) => r?,
+        Err(_) => {
+            let _ = stream.shutdown().await;
+            return Err(Error::Timeout {
+                what: "opening handshake",
+                after: timeout,
+            });
+        }
+    };
+    let socket = accept_request(stream, &req, leftover, options).await?;
+    Ok((socket, req))
+}
+
+/// Reads and parses a request head from `stream`. On a malformed or oversized head it answers
+/// with the matching HTTP error (400, 414, 431) before returning the error. The bytes after the
+/// head are returned with the request.
+pub async fn read_request(
+    stream: &mut WsStream,
+    limits: &HandshakeLimits,
+) -> Result<(http::Request<()>, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let parsed = match read_head(stream, &mut buf, limits).await {
+        Ok(end) => {
+            let head = buf.split_to(end);
+            handshake::parse_request(&head, limits).map_err(Error::from)
+        }
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok(req) => Ok((req, buf)),
+        Err(Error::Handshake(e)) => {
+            reject(stream, &e).await;
+            Err(Error::Handshake(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn reject(stream: &mut WsStream, err: &HandshakeError) {
+    let mut out = Vec::new();
+    handshake::encode_error_response(err, &mut out);
+    let _ = write_all(stream, &out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Completes the handshake for a request already read from `stream` (with `leftover`, the bytes
+/// read after its head): validates it, negotiates, answers 101 and returns the OPEN socket. An
+/// invalid request gets its HTTP error response, then the error is returned.
+pub async fn accept_request(
+    mut stream: WsStream,
+    req: &http::Request<()>,
+    leftover: BytesMut,
+    options: &AcceptOptions,
+) -> Result<Socket> {
+    let up = match handshake::check_request(req) {
+        Ok(up) => up,
+        Err(e) => {
+            reject(&mut stream, &e).await;
+            return Err(e.into());
+        }
+    };
+    let (response, negotiated) = match options.negotiate(&up) {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            let mut out = format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                refusal.status().as_u16(),
+                refusal.status().canonical_reason().unwrap_or(""),
+                refusal.body().len()
+            )
+            .into_bytes();
+            out.extend_from_slice(refusal.body().as_bytes());
+            let _ = write_all(&mut stream, &out).await;
+            let _ = stream.shutdown().await;
+            return Err(Error::Upgrade(refusal.body().trim_end().to_owned()));
+        }
+    };
+    let mut out = Vec::with_capacity(256);
+    handshake::encode_response(&response, &mut out);
+    write_all(&mut stream, &out).await?;
+    let _ = stream.set_nodelay(true);
+    let stream = WsStream::new(stream.into_inner(), leftover);
+    let origin = up.origin.unwrap_or_default();
+    Ok(Socket::from_stream(
+        stream,
+        Role::Server,
+        negotiated,
+        options.socket.clone(),
+        req.uri().to_string(),
+        origin,
+    ))
+}
