@@ -68,7 +68,7 @@ pub mod upgrade;
 
 pub use connect::{connect, connect_with, ConnectOptions, Connected};
 pub use error::{Error, Result};
-// HANDLER
+pub use handler::{Handler, HandlerStats, StatsSnapshot};
 pub use message::Message;
 pub use proto::deflate::DeflateConfig;
 pub use proto::{CloseCode, OpCode, ReadyState, Role};

@@ -356,6 +356,7 @@ impl Socket {
                 .map(|d| Box::pin(tokio::time::sleep(d))),
             awaiting_pong: false,
             heard: false,
+            undecoded: true,
         };
         tokio::spawn(driver);
     }
@@ -901,6 +902,9 @@ struct Driver {
     ping_timer: Option<Pin<Box<Sleep>>>,
     awaiting_pong: bool,
     heard: bool,
+    /// `rbuf` may hold bytes not decoded yet (after the handshake, or after the receive queue
+    /// filled up in the middle of a read).
+    undecoded: bool,
 }
 
 /// Read buffer growth step.
@@ -1018,6 +1022,7 @@ impl Driver {
         let inner = self.inner.clone();
         let mut sh = inner.lock();
         let sh = &mut *sh;
+        self.undecoded = false;
         let Some(proto) = sh.proto.as_mut() else {
             return;
         };
@@ -1039,6 +1044,8 @@ impl Driver {
                     ));
                     delivered = true;
                     if sh.incoming.len() >= inner.config.recv_queue_limit {
+                        // The rest stays in rbuf until the application catches up.
+                        self.undecoded = true;
                         break;
                     }
                 }
@@ -1114,6 +1121,10 @@ impl Driver {
                 return Step::Finished;
             }
             let queue_full = self.inner.lock().incoming.len() >= self.inner.config.recv_queue_limit;
+            if self.undecoded && !queue_full {
+                self.process();
+                continue;
+            }
             if !self.read_eof && !queue_full && !self.shutdown {
                 match self.read(cx) {
                     Poll::Ready(Ok(0)) => {

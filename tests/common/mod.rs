@@ -1,0 +1,130 @@
+//! Helpers shared by the integration tests: servers on 127.0.0.1:0 and raw frame tools.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wsx::proto::codec::write_frame;
+use wsx::proto::{FrameHeader, OpCode};
+use wsx::{AcceptOptions, Socket};
+
+/// Every test is bounded by this.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Starts an echo server (same type back) with `options`; returns its address.
+pub async fn echo_server(options: AcceptOptions) -> SocketAddr {
+    serve(options, |socket| async move {
+        while let Ok(msg) = socket.recv().await {
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+/// Starts a server that runs `f` for each accepted socket.
+pub async fn serve<F, Fut>(options: AcceptOptions, f: F) -> SocketAddr
+where
+    F: Fn(Socket) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let options = options.clone();
+            let f = f.clone();
+            tokio::spawn(async move {
+                if let Ok((socket, _)) = wsx::accept(tcp, &options).await {
+                    f(socket).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A masked client frame.
+pub fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut h = FrameHeader::new(opcode, payload.len() as u64, Some([0x11, 0x22, 0x33, 0x44]));
+    h.fin = fin;
+    let mut out = BytesMut::new();
+    write_frame(h, payload, &mut out);
+    out.to_vec()
+}
+
+/// Opens a TCP connection and completes a client handshake by hand (no compression).
+pub async fn raw_client(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    tcp
+}
+
+/// Reads an HTTP head byte by byte (so no frame byte is consumed).
+pub async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads one unmasked server frame: (fin, opcode, payload). `None` at EOF.
+pub async fn read_frame(tcp: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    tcp.read_exact(&mut h).await.ok()?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).await.ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).await.ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
+}
+
+/// Reads frames until a CLOSE and returns its code (None for an empty CLOSE).
+pub async fn read_close_code(tcp: &mut TcpStream) -> Option<u16> {
+    while let Some((_, op, payload)) = read_frame(tcp).await {
+        if op == 8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+    panic!("connection ended without a CLOSE frame");
+}
+
+/// Whether the peer closes TCP (EOF) within the limit.
+pub async fn sees_eof(tcp: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
