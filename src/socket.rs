@@ -552,6 +552,17 @@ impl Socket {
         Ok(())
     }
 
+    /// Starts the close handshake with any code that may be sent on the wire (for example 1001,
+    /// 1008, 1011 or 1013 from a server), without waiting. [`Socket::close`] keeps to the codes
+    /// an application may use (1000, 3000-4999), as browsers do.
+    pub fn start_close_with(&self, code: CloseCode, reason: &str) -> Result<()> {
+        if !code.is_valid_on_wire() {
+            return Err(Error::InvalidCloseCode(code.0));
+        }
+        self.close_internal(code, reason);
+        Ok(())
+    }
+
     pub(crate) fn close_internal(&self, code: CloseCode, reason: &str) {
         let mut sh = self.inner.lock();
         match sh.proto.as_mut() {

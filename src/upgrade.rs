@@ -106,10 +106,10 @@ impl AcceptOptions {
     fn negotiate(
         &self,
         up: &UpgradeRequest,
-    ) -> std::result::Result<(http::Response<()>, Negotiated), http::Response<String>> {
+    ) -> std::result::Result<(http::Response<()>, Negotiated), Box<http::Response<String>>> {
         if let Some(check) = &self.origin_check {
             if !check(up.origin.as_deref()) {
-                return Err(forbidden(up.origin.as_deref()));
+                return Err(Box::new(forbidden(up.origin.as_deref())));
             }
         }
         let protocol =
@@ -205,7 +205,7 @@ where
         };
         let (response, negotiated) = match self.options.negotiate(&up) {
             Ok(ok) => ok,
-            Err(refusal) => return ready(Ok(refusal)),
+            Err(refusal) => return ready(Ok(*refusal)),
         };
         let on_upgrade = hyper::upgrade::on(&mut req);
         let (parts, _body) = req.into_parts();
