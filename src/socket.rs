@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Result};
@@ -51,6 +51,9 @@ pub struct SocketConfig {
     pub write_buffer_limit: usize,
     /// How many received messages may wait for the application before reading stops.
     pub recv_queue_limit: usize,
+    /// How many bytes of received messages may wait before reading stops (one message is
+    /// always let through, whatever its size). Default 4 MiB.
+    pub recv_buffer_limit: usize,
     /// Drop a connection whose peer accepts no bytes for this long while we have data for it.
     pub write_timeout: Option<Duration>,
 }
@@ -65,6 +68,7 @@ impl Default for SocketConfig {
             ping_timeout: Duration::from_secs(20),
             write_buffer_limit: 1 << 20,
             recv_queue_limit: 256,
+            recv_buffer_limit: 4 << 20,
             write_timeout: Some(Duration::from_secs(60)),
         }
     }
@@ -161,6 +165,7 @@ impl Wakers {
 struct Shared {
     proto: Option<Protocol>,
     incoming: VecDeque<Message>,
+    incoming_bytes: usize,
     write_pending: usize,
     opened: bool,
     error: Option<ErrorEvent>,
@@ -171,6 +176,48 @@ struct Shared {
     close_wakers: Wakers,
     dispatch_wakers: Wakers,
     callbacks: Callbacks,
+    /// A protocol error found in the input, not acted on yet: the connection fails once the
+    /// application has taken the messages that arrived before it (so its replies to them go out
+    /// before our CLOSE), or when nobody takes them in time.
+    pending_failure: Option<crate::proto::ProtocolError>,
+}
+
+impl Shared {
+    /// Whether a consumer (a `recv` call or the message callback) is waiting for a message.
+    fn consumer_waiting(&self) -> bool {
+        !self.recv_wakers.0.is_empty()
+            || (self.callbacks.message.is_some() && !self.dispatch_wakers.0.is_empty())
+    }
+
+    /// Fails the connection for the pending protocol error, if there is one.
+    fn apply_pending_failure(&mut self) {
+        let Some(err) = self.pending_failure.take() else {
+            return;
+        };
+        if let Some(proto) = self.proto.as_mut() {
+            proto.fail_with(&err);
+        }
+        Inner::record_error(self, err.close_code(), err.to_string());
+        tracing::debug!(error = %err, "failing the connection");
+        Inner::wake_driver(self);
+    }
+
+    /// Whether the receive queue is at its count or byte limit (reading pauses).
+    fn queue_full(&self, config: &SocketConfig) -> bool {
+        self.incoming.len() >= config.recv_queue_limit
+            || self.incoming_bytes >= config.recv_buffer_limit
+    }
+
+    /// Takes the next received message, waking the driver if that makes room.
+    fn pop_incoming(&mut self, config: &SocketConfig) -> Option<Message> {
+        let was_full = self.queue_full(config);
+        let msg = self.incoming.pop_front()?;
+        self.incoming_bytes -= msg.len().min(self.incoming_bytes);
+        if was_full {
+            Inner::wake_driver(self);
+        }
+        Some(msg)
+    }
 }
 
 struct Inner {
@@ -289,6 +336,7 @@ impl Socket {
                 shared: Mutex::new(Shared {
                     proto: None,
                     incoming: VecDeque::new(),
+                    incoming_bytes: 0,
                     write_pending: 0,
                     opened: false,
                     error: None,
@@ -299,6 +347,7 @@ impl Socket {
                     close_wakers: Wakers::default(),
                     dispatch_wakers: Wakers::default(),
                     callbacks: Callbacks::default(),
+                    pending_failure: None,
                 }),
             }),
         }
@@ -349,6 +398,7 @@ impl Socket {
             read_eof: false,
             shutdown: false,
             close_timer: None,
+            failure_timer: None,
             write_timer: None,
             ping_timer: inner
                 .config
@@ -624,12 +674,11 @@ impl Socket {
     /// Polls for the next message (see [`Socket::recv`]).
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
         let mut sh = self.inner.lock();
-        if let Some(msg) = sh.incoming.pop_front() {
-            if sh.incoming.len() + 1 >= self.inner.config.recv_queue_limit {
-                Inner::wake_driver(&sh);
-            }
+        if let Some(msg) = sh.pop_incoming(&self.inner.config) {
             return Poll::Ready(Ok(msg));
         }
+        // Everything received before a protocol error was taken: fail now.
+        sh.apply_pending_failure();
         if let Some(closed) = &sh.closed {
             return Poll::Ready(Err(match &sh.error {
                 Some(e) if !closed.clean => Error::Closed {
@@ -742,30 +791,27 @@ async fn dispatch(inner: Arc<Inner>) {
         let next = poll_fn(|cx| {
             let mut sh = inner.lock();
             let sh = &mut *sh;
-            let cbs = &mut sh.callbacks;
-            if sh.opened && !cbs.open_fired {
-                if let Some(f) = &cbs.open {
-                    cbs.open_fired = true;
-                    return Poll::Ready(Dispatch::Open(f.clone()));
+            if sh.opened && !sh.callbacks.open_fired {
+                if let Some(f) = sh.callbacks.open.clone() {
+                    sh.callbacks.open_fired = true;
+                    return Poll::Ready(Dispatch::Open(f));
                 }
             }
-            if let Some(f) = &cbs.message {
-                if let Some(msg) = sh.incoming.pop_front() {
-                    let f = f.clone();
-                    if sh.incoming.len() + 1 >= inner.config.recv_queue_limit {
-                        Inner::wake_driver(sh);
-                    }
+            if let Some(f) = sh.callbacks.message.clone() {
+                if let Some(msg) = sh.pop_incoming(&inner.config) {
                     return Poll::Ready(Dispatch::Message(f, msg));
                 }
+                sh.apply_pending_failure();
             }
-            if let Some(closed) = &sh.closed {
+            if let Some(closed) = sh.closed.clone() {
+                let cbs = &mut sh.callbacks;
                 if let (Some(e), Some(f), false) = (&sh.error, &cbs.error, cbs.error_fired) {
                     cbs.error_fired = true;
                     return Poll::Ready(Dispatch::Error(f.clone(), e.clone()));
                 }
                 if let (Some(f), false) = (&cbs.close, cbs.close_fired) {
                     cbs.close_fired = true;
-                    return Poll::Ready(Dispatch::Close(f.clone(), closed.clone()));
+                    return Poll::Ready(Dispatch::Close(f.clone(), closed));
                 }
                 let all_done = (cbs.error_fired || sh.error.is_none() || cbs.error.is_none())
                     && cbs.close_fired
@@ -909,6 +955,8 @@ struct Driver {
     read_eof: bool,
     shutdown: bool,
     close_timer: Option<Pin<Box<Sleep>>>,
+    /// Runs while a protocol error waits for the application ([`Shared::pending_failure`]).
+    failure_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     ping_timer: Option<Pin<Box<Sleep>>>,
     awaiting_pong: bool,
@@ -920,6 +968,8 @@ struct Driver {
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// The stack buffer an idle connection reads into.
+const IDLE_READ: usize = 4096;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -937,6 +987,10 @@ impl Driver {
         match &sh.driver {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => sh.driver = Some(cx.waker().clone()),
+        }
+        if inner.handles.load(Ordering::Acquire) == 0 && !sh.callbacks.any() {
+            // Nobody will take the messages received before a protocol error.
+            sh.apply_pending_failure();
         }
         let Some(proto) = sh.proto.as_mut() else {
             return (false, true, false);
@@ -1014,15 +1068,33 @@ impl Driver {
     }
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.rbuf.is_empty() {
+            // Between messages: read into the stack first, so an idle connection holds no read
+            // buffer at all (see `process`, which releases it once everything is decoded).
+            let mut stack = [0u8; IDLE_READ];
+            let mut buf = ReadBuf::new(&mut stack);
+            return match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    if n > 0 {
+                        let room = if n == IDLE_READ { READ_CHUNK } else { n };
+                        self.rbuf.reserve(room);
+                        self.rbuf.extend_from_slice(buf.filled());
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
         let wanted = {
             let sh = self.inner.lock();
             sh.proto
                 .as_ref()
                 .map_or(1, |p| p.bytes_wanted(self.rbuf.len()))
         };
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4
-            || wanted > self.rbuf.capacity() - self.rbuf.len()
-        {
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        if spare < READ_CHUNK / 4 || wanted > spare {
             self.rbuf.reserve(wanted.clamp(READ_CHUNK, 1 << 20));
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
@@ -1039,13 +1111,14 @@ impl Driver {
         };
         let mut delivered = false;
         loop {
-            match proto.receive(&mut self.rbuf) {
+            match proto.receive_deferred(&mut self.rbuf) {
                 Ok(Some(Incoming::Message {
                     opcode,
                     payload,
                     compressed,
                     masked,
                 })) => {
+                    sh.incoming_bytes += payload.len();
                     sh.incoming.push_back(Message::received(
                         opcode,
                         payload,
@@ -1054,7 +1127,9 @@ impl Driver {
                         inner.config.max_payload,
                     ));
                     delivered = true;
-                    if sh.incoming.len() >= inner.config.recv_queue_limit {
+                    if sh.incoming.len() >= inner.config.recv_queue_limit
+                        || sh.incoming_bytes >= inner.config.recv_buffer_limit
+                    {
                         // The rest stays in rbuf until the application catches up.
                         self.undecoded = true;
                         break;
@@ -1067,13 +1142,21 @@ impl Driver {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    Inner::record_error(sh, e.close_code(), e.to_string());
-                    tracing::debug!(url = %inner.url, error = %e, "failing the connection");
+                    // Messages received before the error are answered before our CLOSE: the
+                    // failure waits until the application has taken them (or a timeout).
+                    sh.pending_failure = Some(e);
+                    if sh.incoming.is_empty() && sh.consumer_waiting() {
+                        sh.apply_pending_failure();
+                    }
                     break;
                 }
             }
         }
         self.heard = true;
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Everything is decoded: give the buffer back (messages keep their own slices).
+            self.rbuf = BytesMut::new();
+        }
         if delivered {
             sh.recv_wakers.wake_all();
             sh.dispatch_wakers.wake_all();
@@ -1131,17 +1214,21 @@ impl Driver {
             if self.read_eof && self.wq_len == 0 {
                 return Step::Finished;
             }
-            let queue_full = self.inner.lock().incoming.len() >= self.inner.config.recv_queue_limit;
+            let queue_full = self.inner.lock().queue_full(&self.inner.config);
             if self.undecoded && !queue_full {
                 self.process();
                 continue;
             }
-            if !self.read_eof && !queue_full && !self.shutdown {
+            // While the peer does not take what we write, read nothing more from it either:
+            // PONGs and echoes it provokes cannot pile up (RFC 6455 §5.5.3 lets us skip PONGs).
+            let write_stalled = self.wq_len >= self.inner.config.write_buffer_limit;
+            if !self.read_eof && !queue_full && !write_stalled && !self.shutdown {
                 match self.read(cx) {
                     Poll::Ready(Ok(0)) => {
                         self.read_eof = true;
                         progress = true;
                         let mut sh = self.inner.lock();
+                        sh.apply_pending_failure();
                         if let Some(p) = sh.proto.as_mut() {
                             if let Err(e) = p.receive_eof() {
                                 let reason = match e {
@@ -1167,6 +1254,18 @@ impl Driver {
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::debug!(url = %self.inner.url, "close handshake timed out");
                     return Step::Finished;
+                }
+            }
+            if self.inner.lock().pending_failure.is_some() {
+                // The application does not take the messages that came before a protocol error:
+                // fail anyway after the close timeout.
+                let limit = self.inner.config.close_timeout;
+                let timer = self
+                    .failure_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.inner.lock().apply_pending_failure();
+                    progress = true;
                 }
             }
             if let Some(interval) = self.inner.config.ping_interval {

@@ -198,6 +198,8 @@ pub struct Protocol {
     close_sent: bool,
     close_received: bool,
     failed: bool,
+    /// The input broke a rule ([`Protocol::receive_deferred`]): nothing more is decoded.
+    input_failed: bool,
     close_info: Option<CloseInfo>,
 }
 
@@ -217,6 +219,7 @@ impl Protocol {
             close_sent: false,
             close_received: false,
             failed: false,
+            input_failed: false,
             close_info: None,
         }
     }
@@ -283,7 +286,29 @@ impl Protocol {
     /// with the error's code is already queued and the transport should be closed once the output
     /// is written ([`Protocol::should_close_transport`]).
     pub fn receive(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
-        if self.close_received || self.failed || self.state == ReadyState::Closed {
+        match self.receive_deferred(buf) {
+            Err(err) => {
+                self.fail_with(&err);
+                Err(err)
+            }
+            ok => ok,
+        }
+    }
+
+    /// Like [`Protocol::receive`], but a protocol error does not fail the connection yet: the
+    /// input is dropped from then on (nothing more is decoded), while the connection stays OPEN
+    /// so that replies to the messages received before the error can still be sent. The caller
+    /// then fails the connection with [`Protocol::fail_with`] (say, once the application has
+    /// taken those messages), so that the peer sees the replies before the CLOSE.
+    pub fn receive_deferred(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        if self.close_received
+            || self.failed
+            || self.input_failed
+            || self.state == ReadyState::Closed
+        {
             // Nothing may follow the peer's CLOSE; nothing is read after a failure.
             buf.clear();
             return Ok(None);
@@ -330,10 +355,16 @@ impl Protocol {
             }
             Ok(other) => Ok(other),
             Err(err) => {
-                self.fail(err.close_code(), &err.to_string());
+                self.input_failed = true;
+                buf.clear();
                 Err(err)
             }
         }
+    }
+
+    /// Fails the connection for `err` (see [`Protocol::fail`]).
+    pub fn fail_with(&mut self, err: &ProtocolError) {
+        self.fail(err.close_code(), &err.to_string());
     }
 
     fn buf_after_close(&mut self, buf: &mut BytesMut) {
@@ -603,6 +634,42 @@ mod tests {
         let out = s.output().first_chunk().to_vec();
         assert_eq!((out[0], &out[2..4]), (0x88, &[0x03, 0xea][..]));
         assert_eq!(s.close_info().unwrap().code, CloseCode::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn deferred_error_lets_replies_go_out_before_the_close() {
+        // Autobahn 3.2, 4.1.3, 5.15: a valid message, then a bad frame, in one read. The echo
+        // of the valid message must reach the peer before our CLOSE.
+        let (_, mut s) = pair();
+        let mut wire = BytesMut::new();
+        write_frame_for_test(&mut wire, 0x81, b"hi");
+        write_frame_for_test(&mut wire, 0xa1, b"rsv2");
+        let first = s.receive_deferred(&mut wire).unwrap().unwrap();
+        assert!(matches!(first, Incoming::Message { .. }));
+        let err = s.receive_deferred(&mut wire).unwrap_err();
+        assert!(s.output().is_empty() && !s.should_close_transport());
+        // Nothing more is decoded, and the connection still takes the reply.
+        write_frame_for_test(&mut wire, 0x89, b"");
+        assert_eq!(s.receive_deferred(&mut wire).unwrap(), None);
+        s.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
+            .unwrap();
+        s.fail_with(&err);
+        assert!(s.should_close_transport());
+        let mut out = BytesMut::new();
+        while !s.output().is_empty() {
+            let chunk = s.output().first_chunk().to_vec();
+            out.extend_from_slice(&chunk);
+            s.output().advance(chunk.len());
+        }
+        assert_eq!(&out[..4], b"\x81\x02hi");
+        assert_eq!((out[4], &out[6..8]), (0x88, &[0x03, 0xea][..]));
+    }
+
+    fn write_frame_for_test(buf: &mut BytesMut, b0: u8, payload: &[u8]) {
+        let key = [1, 2, 3, 4];
+        buf.extend_from_slice(&[b0, 0x80 | payload.len() as u8]);
+        buf.extend_from_slice(&key);
+        buf.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     }
 
     #[test]
