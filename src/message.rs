@@ -292,21 +292,52 @@ impl Message {
     }
 
     /// Decodes one message from the front of `buf` (reassembling fragments, unmasking,
-    /// inflating), consuming its bytes. `Ok(None)`: `buf` holds only part of a message. A
-    /// control frame is returned as a message of its own type.
-    ///
-    /// Note: `masked` is reported as read; frames before a control frame that interleaves a
-    /// fragmented message are consumed only once the whole message is there.
+    /// inflating), consuming exactly its bytes. `Ok(None)`: `buf` holds only part of a message,
+    /// and nothing was consumed. A control frame is returned as a message of its own type; one
+    /// that arrives between the fragments of a message is taken out and returned first, and the
+    /// fragments stay in `buf`.
     pub fn decode(buf: &mut BytesMut, max_size: usize) -> Result<Option<Message>> {
-        let mut scan = buf.clone();
-        let mut decoder = Message::decoder(max_size);
-        match decoder.decode(&mut scan)? {
-            Some(item) => {
-                let used = buf.len() - scan.len();
-                let _ = buf.split_to(used);
-                Ok(Some(Message::from_incoming(item, max_size)))
+        // Walk the headers only: no byte is touched until the whole message is there.
+        let mut pos = 0usize;
+        let mut open = false;
+        loop {
+            let Some((h, header_len)) = FrameHeader::decode(&buf[pos..])? else {
+                return Ok(None);
+            };
+            if h.payload_len > max_size as u64 {
+                return Err(ProtocolError::FrameTooBig {
+                    size: h.payload_len,
+                    limit: max_size,
+                }
+                .into());
             }
-            None => Ok(None),
+            let end = pos + header_len + h.payload_len as usize;
+            if end > buf.len() {
+                return Ok(None);
+            }
+            if h.opcode.is_control() && open {
+                let mut frame = BytesMut::from(&buf[pos..end]);
+                let tail = buf.split_off(end);
+                buf.truncate(pos);
+                buf.unsplit(tail);
+                return Message::decode_complete(&mut frame, max_size).map(Some);
+            }
+            pos = end;
+            if h.opcode.is_control() || h.fin {
+                break;
+            }
+            open = true;
+        }
+        let mut span = buf.split_to(pos);
+        Message::decode_complete(&mut span, max_size).map(Some)
+    }
+
+    /// Decodes `span`, which holds exactly one whole message.
+    fn decode_complete(span: &mut BytesMut, max_size: usize) -> Result<Message> {
+        let mut decoder = Message::decoder(max_size);
+        match decoder.decode(span)? {
+            Some(item) => Ok(Message::from_incoming(item, max_size)),
+            None => Err(ProtocolError::Truncated.into()),
         }
     }
 
@@ -411,5 +442,57 @@ impl From<&[u8]> for Message {
 impl<const N: usize> From<&[u8; N]> for Message {
     fn from(data: &[u8; N]) -> Self {
         Message::binary(Bytes::copy_from_slice(data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut h = FrameHeader::new(op, payload.len() as u64, None);
+        h.fin = fin;
+        let mut out = BytesMut::new();
+        write_frame(h, payload, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let m = Message::new();
+        assert_eq!(m.kind(), OpCode::Binary);
+        assert!(m.masked());
+        assert!(!m.compress());
+        assert_eq!(m.max_size(), 64 * 1024 * 1024);
+        assert!(m.body().is_empty());
+    }
+
+    #[test]
+    fn partial_input_consumes_nothing() {
+        let wire = Message::text("hello there").encode().unwrap();
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            assert!(Message::decode(&mut buf, 1024).unwrap().is_none());
+            assert_eq!(&buf[..], &wire[..cut], "cut {cut}: bytes were touched");
+        }
+    }
+
+    #[test]
+    fn control_frame_between_fragments_comes_out_first() {
+        let mut wire = frame(OpCode::Text, false, b"Hel");
+        wire.extend(frame(OpCode::Ping, true, b"p"));
+        wire.extend(frame(OpCode::Continue, true, b"lo"));
+        let mut buf = BytesMut::from(&wire[..]);
+        let ping = Message::decode(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!((ping.kind(), &ping.body()[..]), (OpCode::Ping, &b"p"[..]));
+        let text = Message::decode(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(text.as_text(), Some("Hello"));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_frame_fails_from_its_header() {
+        let mut buf = BytesMut::from(&[0x82u8, 0x7f, 0, 0, 0, 0, 0x10, 0, 0, 0][..]);
+        assert!(Message::decode(&mut buf, 1 << 20).is_err());
     }
 }
