@@ -14,19 +14,35 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         key[(shift + 2) & 3],
         key[(shift + 3) & 3],
     ];
+    // Blocks and words are multiples of 4 bytes long, so the key phase is the same at the start
+    // of each.
     const BLOCK: usize = 64;
-    let mut wide = [0u8; BLOCK];
-    for (i, b) in wide.iter_mut().enumerate() {
-        *b = key[i & 3];
-    }
     let mut blocks = buf.chunks_exact_mut(BLOCK);
-    for block in &mut blocks {
-        for (b, m) in block.iter_mut().zip(wide.iter()) {
-            *b ^= m;
+    if blocks.len() > 0 {
+        let mut wide = [0u8; BLOCK];
+        for (i, b) in wide.iter_mut().enumerate() {
+            *b = key[i & 3];
+        }
+        for block in &mut blocks {
+            // A fixed-size array lets the compiler emit full-width vector XORs.
+            if let Ok(block) = <&mut [u8; BLOCK]>::try_from(block) {
+                for (b, m) in block.iter_mut().zip(wide.iter()) {
+                    *b ^= m;
+                }
+            }
         }
     }
-    for (b, m) in blocks.into_remainder().iter_mut().zip(wide.iter()) {
-        *b ^= m;
+    let key64 = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    for word in &mut words {
+        if let Ok(word) = <&mut [u8; 8]>::try_from(word) {
+            *word = (u64::from_ne_bytes(*word) ^ key64).to_ne_bytes();
+        }
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
+        *b ^= key[i & 3];
     }
 }
 
