@@ -1,0 +1,594 @@
+//! `wsx serve`: a WebSocket server with an echo endpoint (every path but `/chat`), a broadcast
+//! chat room (`/chat`) and a small test page (`GET /`), over plain TCP or TLS.
+//!
+//! Each accepted connection runs on its own task: optional TLS handshake, then the request head
+//! (both under the handshake timeout), then either a plain HTTP answer (the page, 426, 404) or
+//! the WebSocket upgrade. Open sockets are kept in a registry so that Ctrl-C / SIGTERM can close
+//! each of them with 1001 before the process exits.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use wsx::proto::handshake::HandshakeLimits;
+use wsx::upgrade::{accept_request, read_request};
+use wsx::{AcceptOptions, CloseCode, Message, OpCode, Socket, SocketConfig, WsStream};
+
+/// The test page served at `/`.
+const PAGE: &str = include_str!("page.html");
+
+/// How long a chat message may wait for a member whose write buffer is full before that
+/// member is dropped.
+const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for open sockets to finish their close handshake.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Options of `wsx serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not offer permessage-deflate.
+    #[arg(long)]
+    pub no_deflate: bool,
+    /// Largest message accepted, in bytes (larger ones close the connection with 1009).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_payload: usize,
+    /// PEM certificate chain: serve wss:// (needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Most WebSocket connections open at once; further upgrades get 503.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Ping a peer that was silent this long, and drop it if the ping goes unanswered for as
+    /// long again.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub idle_timeout: Option<Duration>,
+    /// Time a client has for the TLS handshake and its request head.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    pub handshake_timeout: Duration,
+}
+
+/// Parses a (possibly fractional) number of seconds.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = wsx::tls::server_config_from_files(cert, key)
+                .context("cannot load the TLS certificate and key")?;
+            Some(tokio_rustls::TlsAcceptor::from(config))
+        }
+        _ => None,
+    };
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {scheme}://{local}").context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+    }
+
+    let mut socket_config = SocketConfig {
+        max_payload: args.max_payload,
+        ..SocketConfig::default()
+    };
+    if let Some(idle) = args.idle_timeout {
+        socket_config.ping_interval = Some(idle);
+        socket_config.ping_timeout = idle;
+    }
+    let mut options = AcceptOptions {
+        handshake_timeout: args.handshake_timeout,
+        socket: socket_config,
+        ..AcceptOptions::default()
+    };
+    if args.no_deflate {
+        options = options.no_deflate();
+    }
+    let server = Arc::new(Server {
+        options,
+        limits: HandshakeLimits::default(),
+        tls,
+        handshake_timeout: args.handshake_timeout,
+        slots: Slots::new(args.max_connections),
+        registry: Registry::default(),
+        room: Room::default(),
+    });
+
+    let mut shutdown = pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let server = server.clone();
+                    tokio::spawn(async move { server.handle(tcp, peer).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            signal = &mut shutdown => {
+                info!(signal, "shutting down");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    let open = server.registry.close_all();
+    info!(open = open.len(), "closing open connections with 1001");
+    let all_closed = async {
+        for socket in &open {
+            socket.closed().await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
+        .await
+        .is_err()
+    {
+        warn!("some connections did not finish closing in time");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                r = tokio::signal::ctrl_c() => match r {
+                    Ok(()) => "SIGINT",
+                    Err(_) => std::future::pending().await,
+                },
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                ctrl_c_only().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        ctrl_c_only().await
+    }
+}
+
+async fn ctrl_c_only() -> &'static str {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "SIGINT",
+        Err(e) => {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending().await
+        }
+    }
+}
+
+/// Everything the connection tasks share.
+struct Server {
+    options: AcceptOptions,
+    limits: HandshakeLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake_timeout: Duration,
+    slots: Slots,
+    registry: Registry,
+    room: Room,
+}
+
+impl Server {
+    /// Serves one TCP connection from accept to close.
+    async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let deadline = Instant::now() + self.handshake_timeout;
+        let mut stream: WsStream = match &self.tls {
+            None => tcp.into(),
+            Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls.into(),
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            },
+        };
+        let (req, leftover) = match tokio::time::timeout_at(
+            deadline,
+            read_request(&mut stream, &self.limits),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "bad request head");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "request head timed out");
+                let _ = stream.shutdown().await;
+                return;
+            }
+        };
+        let path = req.uri().path().to_owned();
+        if !is_upgrade(&req) {
+            let status = answer_http(&mut stream, &req).await;
+            info!(%peer, method = %req.method(), %path, status, "http");
+            return;
+        }
+        let Some(_slot) = self.slots.acquire() else {
+            let _ = respond(
+                &mut stream,
+                503,
+                "Service Unavailable",
+                "text/plain; charset=utf-8",
+                b"too many connections; try again later\n",
+                false,
+            )
+            .await;
+            info!(%peer, %path, status = 503, "refused: connection limit reached");
+            return;
+        };
+        let socket = match accept_request(stream, &req, leftover, &self.options).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                info!(%peer, %path, error = %e, "upgrade refused");
+                return;
+            }
+        };
+        info!(%peer, %path, extensions = socket.extensions(), "open");
+        let Some(_registered) = self.registry.insert(&socket) else {
+            // Shutdown began while this one was upgrading.
+            going_away(&socket);
+            socket.closed().await;
+            return;
+        };
+        if path == "/chat" {
+            self.chat(&socket).await;
+        } else {
+            echo(&socket).await;
+        }
+        let ev = socket.closed().await;
+        info!(%peer, %path, code = ev.code.0, reason = %ev.reason, clean = ev.clean, "close");
+    }
+
+    /// Relays each message of `socket` to every other member of the room.
+    async fn chat(&self, socket: &Socket) {
+        let id = self.room.join(socket);
+        while let Ok(msg) = socket.recv().await {
+            if !msg.is_text() && !msg.is_binary() {
+                continue;
+            }
+            // One shared message: every member gets the same refcounted body.
+            let shared = Message::with_kind(msg.kind(), msg.into_body());
+            self.room.broadcast(id, &shared).await;
+        }
+        self.room.leave(id);
+    }
+}
+
+/// Sends every TEXT/BINARY message back with the same type until the connection ends.
+async fn echo(socket: &Socket) {
+    while let Ok(msg) = socket.recv().await {
+        if !matches!(msg.kind(), OpCode::Text | OpCode::Binary) {
+            continue;
+        }
+        if socket.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Starts closing `socket` with 1001 (a socket already closing ignores it).
+fn going_away(socket: &Socket) {
+    let _ = socket.start_close_with(CloseCode::GOING_AWAY, "server shutting down");
+}
+
+/// Whether a request asks for a WebSocket upgrade (then the library validates the rest and
+/// answers 400/426 itself when something is missing).
+fn is_upgrade(req: &http::Request<()>) -> bool {
+    let headers = req.headers();
+    headers.contains_key(http::header::SEC_WEBSOCKET_KEY)
+        || headers
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Paths that only speak WebSocket: a plain request there gets 426.
+const WS_ENDPOINTS: &[&str] = &["/echo", "/chat"];
+
+/// Answers a request that is not an upgrade and closes; returns the status sent.
+async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
+    let path = req.uri().path();
+    let head_only = req.method() == http::Method::HEAD;
+    let get = req.method() == http::Method::GET || head_only;
+    let text = "text/plain; charset=utf-8";
+    let (status, reason, ctype, body): (u16, &str, &str, &[u8]) = if path == "/" && get {
+        (200, "OK", "text/html; charset=utf-8", PAGE.as_bytes())
+    } else if WS_ENDPOINTS.contains(&path) {
+        (
+            426,
+            "Upgrade Required",
+            text,
+            b"this is a WebSocket endpoint: connect with a WebSocket client\n",
+        )
+    } else if path == "/" {
+        (405, "Method Not Allowed", text, b"use GET\n")
+    } else {
+        (404, "Not Found", text, b"not found\n")
+    };
+    let _ = respond(stream, status, reason, ctype, body, head_only).await;
+    status
+}
+
+/// Writes a complete `Connection: close` response, then ends the connection.
+async fn respond(
+    stream: &mut WsStream,
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut extra = String::new();
+    match status {
+        426 => extra.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"),
+        405 => extra.push_str("Allow: GET, HEAD\r\n"),
+        503 => extra.push_str("Retry-After: 1\r\n"),
+        _ => {}
+    }
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    let result = write_and_close(stream, head.as_bytes(), if head_only { &[] } else { body }).await;
+    // Give the client a moment to read before the socket goes away, so unread request bytes
+    // do not turn the close into a reset that could destroy the response.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::io::copy(stream, &mut tokio::io::sink()),
+    )
+    .await;
+    result
+}
+
+async fn write_and_close<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(head).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    stream.shutdown().await
+}
+
+/// Counts WebSocket connections against `--max-connections`.
+struct Slots {
+    max: Option<usize>,
+    used: Arc<AtomicUsize>,
+}
+
+/// One taken slot; given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Slots {
+    fn new(max: Option<usize>) -> Self {
+        Slots {
+            max,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes a slot, or `None` when all are in use.
+    fn acquire(&self) -> Option<Slot> {
+        let max = self.max.unwrap_or(usize::MAX);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot(self.used.clone()))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; recover rather than propagate a poison.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The open sockets, for closing them all at shutdown.
+#[derive(Default)]
+struct Registry {
+    inner: Arc<Mutex<RegistryInner>>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    next: u64,
+    closing: bool,
+    sockets: HashMap<u64, Socket>,
+}
+
+/// A registered socket; unregistered on drop.
+struct Registered {
+    id: u64,
+    inner: Arc<Mutex<RegistryInner>>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.inner).sockets.remove(&self.id);
+    }
+}
+
+impl Registry {
+    /// Registers `socket`; `None` once shutdown has begun.
+    fn insert(&self, socket: &Socket) -> Option<Registered> {
+        let mut reg = lock(&self.inner);
+        if reg.closing {
+            return None;
+        }
+        let id = reg.next;
+        reg.next += 1;
+        reg.sockets.insert(id, socket.clone());
+        Some(Registered {
+            id,
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// Refuses further sockets, starts closing every open one with 1001 and returns them.
+    fn close_all(&self) -> Vec<Socket> {
+        let mut reg = lock(&self.inner);
+        reg.closing = true;
+        let open: Vec<Socket> = reg.sockets.values().cloned().collect();
+        drop(reg);
+        for socket in &open {
+            going_away(socket);
+        }
+        open
+    }
+}
+
+/// The `/chat` broadcast room.
+#[derive(Default)]
+struct Room {
+    inner: Mutex<RoomInner>,
+}
+
+#[derive(Default)]
+struct RoomInner {
+    next: u64,
+    members: HashMap<u64, Socket>,
+}
+
+/// What a non-blocking send attempt did.
+enum TrySend {
+    /// Queued.
+    Sent,
+    /// The member's write buffer is full: it is not keeping up.
+    Full,
+    /// The member is closing or closed.
+    Gone,
+}
+
+/// Queues `msg` on `socket` only if that does not have to wait for buffer space.
+///
+/// `Socket::send` waits while the write buffer is over its limit and sends nothing when dropped
+/// before completing, so polling it once tells "queued" from "would block" without blocking
+/// the sender on one slow member.
+fn try_send(socket: &Socket, msg: &Message) -> TrySend {
+    let mut fut = pin!(socket.send(msg.clone()));
+    let mut cx = Context::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(())) => TrySend::Sent,
+        Poll::Ready(Err(_)) => TrySend::Gone,
+        Poll::Pending => TrySend::Full,
+    }
+}
+
+impl Room {
+    fn join(&self, socket: &Socket) -> u64 {
+        let mut room = lock(&self.inner);
+        let id = room.next;
+        room.next += 1;
+        room.members.insert(id, socket.clone());
+        id
+    }
+
+    fn leave(&self, id: u64) {
+        lock(&self.inner).members.remove(&id);
+    }
+
+    /// Queues `msg` for every member but `from`.
+    ///
+    /// Members with room in their write buffer get it at once. For a member whose buffer is
+    /// full, the sender's task waits (which stops reading from the sender: backpressure) for at
+    /// most [`CHAT_SEND_GRACE`]; a member still full after that is dropped with 1013, so one
+    /// reader that stopped reading never holds up the room or makes the server buffer without
+    /// bound (each member holds at most its buffer limit plus one message per sender).
+    async fn broadcast(&self, from: u64, msg: &Message) {
+        let mut waiting = Vec::new();
+        {
+            let mut room = lock(&self.inner);
+            let mut gone = Vec::new();
+            for (&id, member) in &room.members {
+                if id == from {
+                    continue;
+                }
+                match try_send(member, msg) {
+                    TrySend::Sent => {}
+                    TrySend::Full => waiting.push((id, member.clone())),
+                    TrySend::Gone => gone.push(id),
+                }
+            }
+            for id in gone {
+                room.members.remove(&id);
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + CHAT_SEND_GRACE;
+        for (id, member) in waiting {
+            match tokio::time::timeout_at(deadline, member.send(msg.clone())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => self.leave(id),
+                Err(_) => {
+                    let _ = member.start_close_with(
+                        CloseCode::TRY_AGAIN_LATER,
+                        "too slow: the room does not wait for you",
+                    );
+                    self.leave(id);
+                    info!(url = member.url(), "dropped a member that stopped reading");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! End-to-end tests: the built `wsx` binary driven over real sockets.
+//!
+//! Each test starts `wsx serve --listen 127.0.0.1:0`, reads the port from the first stdout line
+//! and talks to it with the wsx library (or runs `wsx connect` / `wsx bench` against it). Every
+//! test runs under a time limit, and child processes are killed when their handle drops.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdout, Command};
+use wsx::{ConnectOptions, Error, Message, OpCode, Socket};
+
+const WSX: &str = env!("CARGO_BIN_EXE_wsx");
+
+/// Runs a test body under a time limit.
+async fn bounded<F: Future<Output = ()>>(limit_secs: u64, body: F) {
+    tokio::time::timeout(Duration::from_secs(limit_secs), body)
+        .await
+        .expect("the test took too long");
+}
+
+/// A running `wsx serve`.
+struct Server {
+    child: Child,
+    /// Keeps the pipe open so the server never writes into a closed stdout.
+    _stdout: BufReader<ChildStdout>,
+    /// `host:port`.
+    addr: String,
+    /// `ws` or `wss`.
+    scheme: String,
+}
+
+impl Server {
+    async fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(WSX)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wsx serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_line(&mut line))
+            .await
+            .expect("serve printed nothing")
+            .expect("read serve stdout");
+        let rest = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (scheme, addr) = rest.split_once("://").expect("a URL");
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().expect("a port");
+        assert_ne!(port, 0);
+        Server {
+            child,
+            _stdout: stdout,
+            addr: addr.to_owned(),
+            scheme: scheme.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
+
+    async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the server did not exit")
+            .expect("wait for the server")
+    }
+}
+
+fn plain() -> ConnectOptions {
+    ConnectOptions::default()
+}
+
+async fn recv(socket: &Socket) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), socket.recv())
+        .await
+        .expect("no message in time")
+        .expect("the connection ended")
+}
+
+/// Sends a raw HTTP request and returns the whole response (the server closes after it).
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: e2e\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.expect("read");
+    String::from_utf8(out).expect("UTF-8 response")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_text_and_binary() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let socket = Socket::open(&server.url("/echo"), plain()).await.unwrap();
+        socket.send("hello").await.unwrap();
+        let m = recv(&socket).await;
+        assert_eq!(m.kind(), OpCode::Text);
+        assert_eq!(m.as_text(), Some("hello"));
+
+        let blob: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        socket.send(Message::binary(blob.clone())).await.unwrap();
+        let m = recv(&socket).await;
+        assert_eq!(m.kind(), OpCode::Binary);
+        assert_eq!(&m.body()[..], &blob[..]);
+
+        // Any path but /chat echoes.
+        let other = Socket::open(&server.url("/anything?x=1"), plain().no_deflate())
+            .await
+            .unwrap();
+        other.send("x").await.unwrap();
+        assert_eq!(recv(&other).await.as_text(), Some("x"));
+
+        socket.close(1000, "").await.unwrap();
+        other.close(1000, "").await.unwrap();
+    })
+    .await;
+}
+
+/// The next chat text, skipping the "sync" probes of [`wait_until_joined`].
+async fn recv_chat(socket: &Socket) -> String {
+    loop {
+        let m = recv(socket).await;
+        let text = m.as_text().expect("a text message").to_owned();
+        if text != "sync" {
+            return text;
+        }
+    }
+}
+
+/// Returns once every member is in the room (the server joins a member just after its 101,
+/// so a client can be open a moment before it is a member): member 0 probes until the others
+/// hear it, then member 1 probes member 0.
+async fn wait_until_joined(members: &[Socket]) {
+    let mut heard = vec![false; members.len()];
+    heard[0] = true;
+    while heard.iter().any(|h| !h) {
+        members[0].send("sync").await.unwrap();
+        for (i, m) in members.iter().enumerate().skip(1) {
+            if !heard[i] {
+                heard[i] = tokio::time::timeout(Duration::from_millis(100), m.recv())
+                    .await
+                    .is_ok();
+            }
+        }
+    }
+    members[1].send("sync").await.unwrap();
+    assert_eq!(recv(&members[0]).await.as_text(), Some("sync"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_among_three_clients() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let mut members = Vec::new();
+        for _ in 0..3 {
+            members.push(Socket::open(&server.url("/chat"), plain()).await.unwrap());
+        }
+        wait_until_joined(&members).await;
+        for (i, m) in members.iter().enumerate() {
+            m.send(format!("hello from {i}")).await.unwrap();
+        }
+        for (i, m) in members.iter().enumerate() {
+            let mut got = vec![recv_chat(m).await, recv_chat(m).await];
+            got.sort();
+            let expected: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("hello from {j}"))
+                .collect();
+            assert_eq!(got, expected, "member {i}");
+        }
+        // Nobody gets a copy of their own message, and nothing else is on the way.
+        for m in &members {
+            let extra = tokio::time::timeout(Duration::from_millis(200), recv_chat(m)).await;
+            assert!(extra.is_err(), "unexpected message {extra:?}");
+        }
+        // Binary messages are relayed as binary.
+        members[0]
+            .send(Message::binary(vec![1u8, 2, 3]))
+            .await
+            .unwrap();
+        for m in &members[1..] {
+            let got = recv(m).await;
+            assert_eq!(got.kind(), OpCode::Binary);
+            assert_eq!(&got.body()[..], &[1, 2, 3]);
+        }
+        for m in &members {
+            m.close(1000, "").await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_root_returns_the_page() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let response = http_get(&server.addr, "/").await;
+        let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("content-type: text/html"), "{head}");
+        assert!(lower.contains("connection: close"), "{head}");
+        assert!(
+            lower.contains(&format!("content-length: {}\r\n", body.len())),
+            "{head}"
+        );
+        for id in [
+            "id=\"state\"",
+            "id=\"log\"",
+            "id=\"msg\"",
+            "id=\"send\"",
+            "id=\"chat-log\"",
+            "id=\"chat-msg\"",
+            "id=\"chat-send\"",
+        ] {
+            assert!(body.contains(id), "the page lacks {id}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_to_endpoints_get_426_and_unknown_paths_404() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let r = http_get(&server.addr, "/echo").await;
+        assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+        assert!(r.to_ascii_lowercase().contains("upgrade: websocket"), "{r}");
+        let r = http_get(&server.addr, "/chat").await;
+        assert!(r.starts_with("HTTP/1.1 426 "), "{r}");
+        let r = http_get(&server.addr, "/no/such/page").await;
+        assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_round_trip_through_pipes() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let mut child = Command::new(WSX)
+            .args(["connect", &server.url("/echo")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdin.write_all(b"hello\nworld\r\n").await.unwrap();
+        stdin.flush().await.unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "hello\n");
+        line.clear();
+        stdout.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "world\n");
+        // EOF: the client closes with 1000 and exits 0 once the server answered.
+        drop(stdin);
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status}");
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_binary_base64() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let mut child = Command::new(WSX)
+            .args(["connect", "--binary", "--base64", &server.url("/echo")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdin.write_all(&[0, 1, 2, 255]).await.unwrap();
+        stdin.flush().await.unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "AAEC/w==\n");
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_closed_port_fails() {
+    bounded(30, async {
+        // A port that was free a moment ago and has no listener now.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let out = Command::new(WSX)
+            .args(["connect", &format!("ws://127.0.0.1:{port}/")])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot connect"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(out.stdout.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_produces_a_sane_json_report() {
+    bounded(60, async {
+        let server = Server::start(&[]).await;
+        let out = Command::new(WSX)
+            .args([
+                "bench",
+                &server.url("/echo"),
+                "--conns",
+                "4",
+                "--size",
+                "64",
+                "--pipeline",
+                "2",
+                "--duration",
+                "2",
+                "--warmup",
+                "0.5",
+                "--json",
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["conns"], 4);
+        assert_eq!(report["size"], 64);
+        assert_eq!(report["pipeline"], 2);
+        assert_eq!(report["duration_secs"].as_f64(), Some(2.0));
+        assert_eq!(report["errors"], 0, "{report}");
+        let messages = report["messages"].as_u64().unwrap();
+        assert!(messages > 0, "{report}");
+        let rate = report["messages_per_sec"].as_f64().unwrap();
+        assert!((rate - messages as f64 / 2.0).abs() < 1.0, "{report}");
+        let mib = report["mib_per_sec"].as_f64().unwrap();
+        assert!((mib - rate * 64.0 / 1048576.0).abs() < 1e-6, "{report}");
+        let lat = &report["latency_us"];
+        let (p50, p99, p999, max) = (
+            lat["p50"].as_u64().unwrap(),
+            lat["p99"].as_u64().unwrap(),
+            lat["p999"].as_u64().unwrap(),
+            lat["max"].as_u64().unwrap(),
+        );
+        assert!(
+            0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+            "{report}"
+        );
+    })
+    .await;
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost, written as PEM files.
+fn make_certs(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("wsx-e2e-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca_path, cert_path, key_path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serve_and_connect_with_ca() {
+    bounded(30, async {
+        let (ca, cert, key) = make_certs("tls");
+        let server = Server::start(&[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .await;
+        assert_eq!(server.scheme, "wss");
+        let mut child = Command::new(WSX)
+            .args([
+                "connect",
+                "--ca",
+                ca.to_str().unwrap(),
+                &server.url("/echo"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdin.write_all(b"over tls\n").await.unwrap();
+        stdin.flush().await.unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "over tls\n");
+        drop(stdin);
+        assert!(child.wait().await.unwrap().success());
+
+        // Without the CA the certificate is refused and connect fails.
+        let out = Command::new(WSX)
+            .args(["connect", &server.url("/echo")])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+
+        // The library client with the same CA.
+        let tls = wsx::tls::client_config_with_ca(&ca).unwrap();
+        let socket = Socket::open(&server.url("/echo"), plain().tls(tls))
+            .await
+            .unwrap();
+        socket.send("lib").await.unwrap();
+        assert_eq!(recv(&socket).await.as_text(), Some("lib"));
+        socket.close(1000, "").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_refuses_with_503() {
+    bounded(30, async {
+        let server = Server::start(&["--max-connections", "1"]).await;
+        let first = Socket::open(&server.url("/echo"), plain()).await.unwrap();
+        let second = Socket::open(&server.url("/echo"), plain()).await;
+        let err = second.expect_err("the second upgrade must be refused");
+        assert!(err.to_string().contains("503"), "{err}");
+        // The first one still works; once it is gone, a new one gets in.
+        first.send("still here").await.unwrap();
+        assert_eq!(recv(&first).await.as_text(), Some("still here"));
+        first.close(1000, "").await.unwrap();
+        let mut third = None;
+        for _ in 0..50 {
+            match Socket::open(&server.url("/echo"), plain()).await {
+                Ok(s) => {
+                    third = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        third.expect("a slot frees up after a close");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_closes_clients_with_1001_and_exits_0() {
+    bounded(30, async {
+        let mut server = Server::start(&[]).await;
+        let echo = Socket::open(&server.url("/echo"), plain()).await.unwrap();
+        let chat = Socket::open(&server.url("/chat"), plain()).await.unwrap();
+        echo.send("ping").await.unwrap();
+        assert_eq!(recv(&echo).await.as_text(), Some("ping"));
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for socket in [&echo, &chat] {
+            let end = tokio::time::timeout(Duration::from_secs(5), socket.recv()).await;
+            match end {
+                Ok(Err(Error::Closed { code, .. })) => assert_eq!(code.0, 1001),
+                other => panic!("expected a close with 1001, got {other:?}"),
+            }
+            let ev = socket.closed().await;
+            assert_eq!(ev.code.0, 1001);
+            assert!(ev.clean, "{ev:?}");
+        }
+        let status = server.wait(Duration::from_secs(5)).await;
+        assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_drops_a_member_that_does_not_read() {
+    bounded(60, async {
+        let server = Server::start(&["--no-deflate"]).await;
+        let url = server.url("/chat");
+        let open = || Socket::open(&url, plain().no_deflate());
+        let (talker, slow, reader) = (
+            open().await.unwrap(),
+            open().await.unwrap(),
+            open().await.unwrap(),
+        );
+        wait_until_joined(&[talker.clone(), slow.clone(), reader.clone()]).await;
+        // Far more than the slow member's socket buffers and the server's write buffer hold.
+        const COUNT: usize = 400;
+        let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+        let reading = tokio::spawn(async move {
+            let mut n = 0;
+            while n < COUNT {
+                let m = reader.recv().await.expect("the reader keeps up");
+                if m.as_text() == Some("sync") {
+                    continue;
+                }
+                assert_eq!(m.len(), 64 * 1024);
+                n += 1;
+            }
+            reader
+        });
+        for _ in 0..COUNT {
+            talker.send(Message::binary(chunk.clone())).await.unwrap();
+        }
+        let reader = reading.await.unwrap();
+        // The slow member now reads what was queued for it, then the server's 1013.
+        let mut got = 0;
+        let code = loop {
+            match slow.recv().await {
+                Ok(_) => got += 1,
+                Err(Error::Closed { code, .. }) => break code,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        };
+        assert_eq!(code.0, 1013);
+        assert!(got < COUNT, "the slow member got everything ({got})");
+        // The room goes on without it.
+        talker.send("still on").await.unwrap();
+        assert_eq!(recv_chat(&reader).await, "still on");
+    })
+    .await;
+}
