@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wsx::{AcceptOptions, CloseCode, Socket};
+use wsx::{AcceptOptions, CloseCode, PreparedMessage, Socket};
 
 type Members = Arc<Mutex<HashMap<u64, Socket>>>;
 
@@ -33,6 +33,10 @@ async fn main() -> std::io::Result<()> {
             };
             members.lock().unwrap().insert(id, socket.clone());
             while let Ok(msg) = socket.recv().await {
+                // Framed once; every member's socket queues the same bytes.
+                let Ok(prepared) = PreparedMessage::new(msg) else {
+                    continue;
+                };
                 let others: Vec<(u64, Socket)> = members
                     .lock()
                     .unwrap()
@@ -41,13 +45,11 @@ async fn main() -> std::io::Result<()> {
                     .map(|(k, s)| (*k, s.clone()))
                     .collect();
                 for (other_id, other) in others {
-                    // Queue without waiting; a member whose queue is over its limit is dropped.
-                    if other.memory_usage() > other.config().write_buffer_limit {
+                    // Never wait on one member: one whose write buffer is full is dropped.
+                    if !matches!(other.try_send_prepared(&prepared), Ok(true)) {
                         let _ = other.start_close_with(CloseCode::TRY_AGAIN_LATER, "too slow");
                         members.lock().unwrap().remove(&other_id);
-                        continue;
                     }
-                    let _ = other.send_now(msg.clone());
                 }
             }
             members.lock().unwrap().remove(&id);

@@ -72,6 +72,8 @@ pub use handler::{Handler, HandlerStats, StatsSnapshot};
 pub use message::Message;
 pub use proto::deflate::DeflateConfig;
 pub use proto::{CloseCode, OpCode, ReadyState, Role};
-pub use socket::{CloseEvent, ErrorEvent, Socket, SocketConfig, SocketReader, SocketWriter};
+pub use socket::{
+    CloseEvent, ErrorEvent, PreparedMessage, Socket, SocketConfig, SocketReader, SocketWriter,
+};
 pub use stream::WsStream;
 pub use upgrade::{accept, upgrade, AcceptOptions, Upgrade};

@@ -97,6 +97,43 @@ pub struct Negotiated {
     pub extensions: String,
 }
 
+/// A message framed once, to be sent to many server sockets without re-encoding (a broadcast):
+/// its frame bytes are shared by every socket that sends it.
+///
+/// The frame is unmasked and uncompressed (RSV1 clear, which is valid on any connection,
+/// whether or not permessage-deflate was negotiated).
+#[derive(Clone, Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    frame: Bytes,
+}
+
+impl PreparedMessage {
+    /// Frames `msg` (TEXT, BINARY, PING or PONG) once.
+    pub fn new(msg: impl Into<Message>) -> Result<Self> {
+        let mut message = msg.into();
+        message.set_masked(false);
+        message.set_compress(false);
+        if matches!(message.kind(), OpCode::Close | OpCode::Continue) {
+            return Err(Error::Upgrade(
+                "only data, PING and PONG messages can be prepared".into(),
+            ));
+        }
+        let frame = message.encode()?.freeze();
+        Ok(PreparedMessage { message, frame })
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The encoded frame bytes.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
 /// The `error` event: what went wrong, with the close code it maps to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ErrorEvent {
@@ -560,6 +597,71 @@ impl Socket {
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
         let msg = msg.into();
         poll_fn(|cx| self.poll_queue(Some(cx), &msg)).await
+    }
+
+    /// Queues a message only if the write buffer is under its limit: `Ok(true)` if queued,
+    /// `Ok(false)` if the buffer is full (nothing was queued), an error if the socket is not
+    /// OPEN. For broadcasters that must never wait on one slow peer.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<bool> {
+        let cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_queue(Some(&cx), &msg.into()) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Bytes queued for sending and not yet handed to the transport (the browser's
+    /// `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        let mut sh = self.inner.lock();
+        sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len())
+    }
+
+    /// Sends a frame encoded once for many sockets (see [`PreparedMessage`]). On a server
+    /// socket the shared bytes are queued as they are, without copying or re-encoding; a client
+    /// socket (which must mask) encodes the message itself. Waits like [`Socket::send`].
+    pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
+        poll_fn(|cx| self.poll_queue_prepared(Some(cx), prepared)).await
+    }
+
+    /// [`Socket::send_prepared`] without waiting: `Ok(false)` if the write buffer is full.
+    pub fn try_send_prepared(&self, prepared: &PreparedMessage) -> Result<bool> {
+        let cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_queue_prepared(Some(&cx), prepared) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    fn poll_queue_prepared(
+        &self,
+        cx: Option<&Context<'_>>,
+        prepared: &PreparedMessage,
+    ) -> Poll<Result<()>> {
+        if self.inner.role == Role::Client {
+            return self.poll_queue(cx, &prepared.message);
+        }
+        let mut sh = self.inner.lock();
+        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        let Some(proto) = sh.proto.as_mut() else {
+            return Poll::Ready(Err(Error::NotOpen(self.ready_state())));
+        };
+        if proto.state() != ReadyState::Open || proto.close_sent() {
+            return Poll::Ready(Err(Error::NotOpen(
+                self.ready_state().max_open(proto.state()),
+            )));
+        }
+        if pending > 0 && pending >= self.inner.config.write_buffer_limit {
+            if let Some(cx) = cx {
+                sh.send_wakers.register(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        let result = proto
+            .send_encoded(prepared.frame.clone())
+            .map_err(Error::from);
+        Inner::wake_driver(&sh);
+        Poll::Ready(result)
     }
 
     /// Queues a message without waiting, even past the write buffer limit.
@@ -1333,5 +1435,80 @@ impl Future for Driver {
                 Poll::Ready(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A masked client frame.
+    fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [7, 1, 9, 3];
+        let mut out = vec![b0, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        out
+    }
+
+    /// An echo server over one end of a pipe; the test speaks raw frames on the other.
+    fn echo_server() -> tokio::io::DuplexStream {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let stream = WsStream::from_transport(theirs, BytesMut::new());
+        let socket = Socket::from_stream(
+            stream,
+            Role::Server,
+            Negotiated::default(),
+            SocketConfig::default(),
+            "/",
+            "",
+        );
+        tokio::spawn(async move {
+            while let Ok(msg) = socket.recv().await {
+                if socket.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        ours
+    }
+
+    #[tokio::test]
+    async fn messages_before_a_protocol_error_are_echoed_before_the_close() {
+        // Autobahn 3.2 / 4.1.3 / 5.15: a valid message, then a bad frame (RSV2), then a PING,
+        // all in one write. The echo must come first, then CLOSE 1002, then EOF.
+        let mut peer = echo_server();
+        let mut wire = client_frame(0x81, b"Hello");
+        wire.extend(client_frame(0xa1, b"Hello"));
+        wire.extend(client_frame(0x89, b""));
+        peer.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got[..7], b"\x81\x05Hello");
+        assert_eq!((got[7], &got[9..11]), (0x88, &[0x03, 0xea][..]));
+    }
+
+    #[tokio::test]
+    async fn a_protocol_error_with_nothing_pending_fails_at_once() {
+        // Autobahn 6.4.x: invalid UTF-8 inside a frame still arriving fails the connection
+        // without waiting for the rest of the frame.
+        let mut peer = echo_server();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A header announcing 100 bytes, then 3 of them: "ok" and 0xff.
+        let key = [7u8, 1, 9, 3];
+        let mut wire = vec![0x81, 0x80 | 100];
+        wire.extend_from_slice(&key);
+        wire.extend([b'o' ^ key[0], b'k' ^ key[1], 0xff ^ key[2]]);
+        peer.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got[0], &got[2..4]), (0x88, &[0x03, 0xef][..]));
     }
 }

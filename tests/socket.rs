@@ -523,3 +523,63 @@ async fn send_waits_when_the_peer_does_not_read() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn try_send_buffered_amount_and_prepared_broadcast() {
+    tokio::time::timeout(LIMIT, async {
+        // A server that sends one prepared frame to each of its sockets.
+        let prepared = wsx::PreparedMessage::new("to everyone").unwrap();
+        let frame_ptr = prepared.frame().as_ptr() as usize;
+        let p = prepared.clone();
+        let addr = serve(AcceptOptions::default(), move |socket| {
+            let p = p.clone();
+            async move {
+                assert_eq!(
+                    p.frame().as_ptr() as usize,
+                    frame_ptr,
+                    "the frame is shared, not copied"
+                );
+                socket.send_prepared(&p).await.unwrap();
+                let _ = socket.recv().await;
+            }
+        })
+        .await;
+        for _ in 0..3 {
+            let socket = Socket::open(&url(addr, "/"), ConnectOptions::default())
+                .await
+                .unwrap();
+            let m = socket.recv().await.unwrap();
+            assert_eq!((m.kind(), m.as_text()), (OpCode::Text, Some("to everyone")));
+        }
+
+        // try_send refuses (without queueing) once the buffer is over its limit.
+        let addr = serve(AcceptOptions::default().no_deflate(), |socket| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        })
+        .await;
+        let mut opts = ConnectOptions::default().no_deflate();
+        opts.socket.write_buffer_limit = 32 * 1024;
+        let socket = Socket::open(&url(addr, "/"), opts).await.unwrap();
+        let chunk = Bytes::from(vec![0u8; 16 * 1024]);
+        let mut refused = false;
+        for _ in 0..10_000 {
+            if !socket.try_send(chunk.clone()).unwrap() {
+                refused = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(refused, "try_send never reported a full buffer");
+        let buffered = socket.buffered_amount();
+        assert!(buffered >= 32 * 1024, "{buffered}");
+        assert!(!socket.try_send(chunk.clone()).unwrap());
+        assert_eq!(
+            socket.buffered_amount(),
+            buffered,
+            "a refused try_send queues nothing"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -484,6 +484,22 @@ impl Protocol {
         result
     }
 
+    /// Queues a frame that is already encoded (unmasked: server side only), without copying.
+    /// The caller guarantees `frame` holds exactly one valid, unmasked, uncompressed data or
+    /// PING/PONG frame.
+    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), ProtocolError> {
+        if self.state != ReadyState::Open || self.close_sent {
+            return Err(ProtocolError::NotOpen(self.state));
+        }
+        if self.role == Role::Client {
+            return Err(ProtocolError::Masking(
+                "a client must mask every frame it sends",
+            ));
+        }
+        self.output.push_chunk(frame);
+        Ok(())
+    }
+
     /// Queues a PING.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), ProtocolError> {
         self.send(OpCode::Ping, payload, Compression::Never)
