@@ -6,7 +6,6 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use wsx::proto::codec::write_frame;
-use wsx::proto::deflate::compress_message;
 use wsx::proto::utf8::Utf8Validator;
 use wsx::proto::{Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode, ProtocolError};
 use wsx::Message;

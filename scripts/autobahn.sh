@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite against wsx: the echo server (wstest fuzzingclient) and the client
+# (wstest fuzzingserver), then checks that every case is OK.
+#
+# usage: scripts/autobahn.sh [server|client|all]        (default: all)
+#
+# Environment:
+#   CACHE              where wstest is installed (default $HOME/.cache/autobahn)
+#   AUTOBAHN_OUT       report root (default target/autobahn); each run gets a fresh subdir
+#   AUTOBAHN_TIMEOUT   time limit of each wstest run (default 30m)
+#   AUTOBAHN_EXCLUDE   JSON list body of case patterns to skip while iterating, e.g.
+#                      '"12.*", "13.*"' (default: none; the full suite is 517 cases)
+#   AUTOBAHN_PORT      port for the server under test / fuzzingserver (default 9001)
+#
+# Fails (non-zero) if any case is not OK (FAILED, UNIMPLEMENTED, NON-STRICT, INFORMATIONAL) or
+# has a close behaviour other than OK, or if a run was cut short.
+set -euo pipefail
+
+MODE=${1:-all}
+case "$MODE" in server|client|all) ;; *) echo "usage: $0 [server|client|all]" >&2; exit 2 ;; esac
+
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+TOOLS=$(cd "$SCRIPT_DIR/../../shared/tools/autobahn" && pwd)
+CACHE=${CACHE:-$HOME/.cache/autobahn}
+TIMEOUT=${AUTOBAHN_TIMEOUT:-30m}
+EXCLUDE=${AUTOBAHN_EXCLUDE:-}
+PORT=${AUTOBAHN_PORT:-9001}
+if [ -n "$EXCLUDE" ]; then MIN_CASES=${AUTOBAHN_MIN_CASES:-1}; else MIN_CASES=517; fi
+
+cd "$REPO"
+OUT_ROOT=${AUTOBAHN_OUT:-$REPO/target/autobahn}
+mkdir -p "$OUT_ROOT"
+RUN_DIR=$(mktemp -d "$OUT_ROOT/run-$(date +%Y%m%d-%H%M%S)-XXXX")
+echo "== reports under $RUN_DIR"
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {
+  for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$PORT" >&2
+  return 1
+}
+
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    echo "127.0.0.1:$PORT is already in use; set AUTOBAHN_PORT" >&2
+    return 1
+  fi
+}
+
+echo "== installing wstest into $CACHE"
+bash "$TOOLS/install.sh" "$CACHE"
+WSTEST=$CACHE/bin/wstest
+
+echo "== building examples (release)"
+cargo build --release --example echo_server --example autobahn_client
+BIN=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples
+
+STATUS=0
+SUMMARY=()
+
+check_report() { # label dir
+  local label=$1 dir=$2 rc=0
+  python3 "$TOOLS/summarize.py" "$dir" --strict --min-cases "$MIN_CASES" --slowest 5 || rc=1
+  python3 "$SCRIPT_DIR/autobahn_check.py" "$dir" --min-cases "$MIN_CASES" --label "$label" || rc=1
+  return $rc
+}
+
+run_server() {
+  local dir=$RUN_DIR/server start end rc=0
+  mkdir -p "$dir"
+  port_free
+  "$BIN/echo_server" "127.0.0.1:$PORT" >"$dir/echo_server.log" 2>&1 &
+  local server_pid=$!
+  PIDS+=("$server_pid")
+  wait_port
+  cat >"$dir/fuzzingclient.json" <<JSON
+{
+  "outdir": "$dir/reports",
+  "servers": [{"agent": "wsx", "url": "ws://127.0.0.1:$PORT"}],
+  "cases": ["*"],
+  "exclude-cases": [$EXCLUDE],
+  "exclude-agent-cases": {}
+}
+JSON
+  echo "== server: wstest fuzzingclient -> echo_server (timeout $TIMEOUT)"
+  start=$(date +%s)
+  (cd "$dir" && timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s fuzzingclient.json >wstest.log 2>&1) || rc=$?
+  end=$(date +%s)
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  [ $rc -eq 0 ] || echo "wstest fuzzingclient exited with $rc (124: timeout)" >&2
+  echo "== server: wall time $((end - start)) s"
+  SUMMARY+=("server: wall time $((end - start)) s")
+  check_report server "$dir/reports" || STATUS=1
+  [ $rc -eq 0 ] || STATUS=1
+}
+
+run_client() {
+  local dir=$RUN_DIR/client start end rc=0
+  mkdir -p "$dir"
+  port_free
+  cat >"$dir/fuzzingserver.json" <<JSON
+{
+  "url": "ws://127.0.0.1:$PORT",
+  "outdir": "$dir/reports",
+  "cases": ["*"],
+  "exclude-cases": [$EXCLUDE],
+  "exclude-agent-cases": {}
+}
+JSON
+  (cd "$dir" && exec timeout "$TIMEOUT" "$WSTEST" -m fuzzingserver -s fuzzingserver.json -u 0 >wstest.log 2>&1) &
+  local ws_pid=$!
+  PIDS+=("$ws_pid")
+  wait_port
+  echo "== client: autobahn_client -> wstest fuzzingserver (timeout $TIMEOUT)"
+  start=$(date +%s)
+  timeout "$TIMEOUT" "$BIN/autobahn_client" "ws://127.0.0.1:$PORT" wsx >"$dir/client.log" 2>&1 || rc=$?
+  end=$(date +%s)
+  kill "$ws_pid" 2>/dev/null || true
+  wait "$ws_pid" 2>/dev/null || true
+  [ $rc -eq 0 ] || { echo "autobahn_client exited with $rc (124: timeout)" >&2; tail -5 "$dir/client.log" >&2; }
+  echo "== client: wall time $((end - start)) s"
+  SUMMARY+=("client: wall time $((end - start)) s")
+  check_report client "$dir/reports" || STATUS=1
+  [ $rc -eq 0 ] || STATUS=1
+}
+
+case "$MODE" in
+  server) run_server ;;
+  client) run_client ;;
+  all) run_server; run_client ;;
+esac
+
+echo "== summary"
+for line in "${SUMMARY[@]}"; do echo "$line"; done
+if [ $STATUS -eq 0 ]; then echo "autobahn: every case OK"; else echo "autobahn: NOT all OK"; fi
+exit $STATUS
