@@ -213,10 +213,11 @@ struct Shared {
     close_wakers: Wakers,
     dispatch_wakers: Wakers,
     callbacks: Callbacks,
-    /// A protocol error found in the input, not acted on yet: the connection fails once the
-    /// application has taken the messages that arrived before it (so its replies to them go out
-    /// before our CLOSE), or when nobody takes them in time.
-    pending_failure: Option<crate::proto::ProtocolError>,
+    /// How the input ended (a protocol error, or the peer's CLOSE), not acted on yet: the
+    /// connection fails, or the CLOSE is answered, once the application has taken the messages
+    /// that arrived before it (so its replies to them go out before our CLOSE), or when nobody
+    /// takes them in time.
+    pending_end: Option<PendingEnd>,
 }
 
 impl Shared {
@@ -226,16 +227,24 @@ impl Shared {
             || (self.callbacks.message.is_some() && !self.dispatch_wakers.0.is_empty())
     }
 
-    /// Fails the connection for the pending protocol error, if there is one.
-    fn apply_pending_failure(&mut self) {
-        let Some(err) = self.pending_failure.take() else {
-            return;
-        };
-        if let Some(proto) = self.proto.as_mut() {
-            proto.fail_with(&err);
+    /// Acts on how the input ended, if that waits: fails the connection for a protocol error,
+    /// or answers the peer's CLOSE.
+    fn apply_pending_end(&mut self) {
+        match self.pending_end.take() {
+            None => return,
+            Some(PendingEnd::Failure(err)) => {
+                if let Some(proto) = self.proto.as_mut() {
+                    proto.fail_with(&err);
+                }
+                Inner::record_error(self, err.close_code(), err.to_string());
+                tracing::debug!(error = %err, "failing the connection");
+            }
+            Some(PendingEnd::CloseReply) => {
+                if let Some(proto) = self.proto.as_mut() {
+                    proto.reply_close();
+                }
+            }
         }
-        Inner::record_error(self, err.close_code(), err.to_string());
-        tracing::debug!(error = %err, "failing the connection");
         Inner::wake_driver(self);
     }
 
@@ -255,6 +264,14 @@ impl Shared {
         }
         Some(msg)
     }
+}
+
+/// How the input ended, while the application still has messages to take.
+enum PendingEnd {
+    /// A protocol error: fail the connection.
+    Failure(crate::proto::ProtocolError),
+    /// The peer's CLOSE: answer it.
+    CloseReply,
 }
 
 struct Inner {
@@ -384,7 +401,7 @@ impl Socket {
                     close_wakers: Wakers::default(),
                     dispatch_wakers: Wakers::default(),
                     callbacks: Callbacks::default(),
-                    pending_failure: None,
+                    pending_end: None,
                 }),
             }),
         }
@@ -780,7 +797,7 @@ impl Socket {
             return Poll::Ready(Ok(msg));
         }
         // Everything received before a protocol error was taken: fail now.
-        sh.apply_pending_failure();
+        sh.apply_pending_end();
         if let Some(closed) = &sh.closed {
             return Poll::Ready(Err(match &sh.error {
                 Some(e) if !closed.clean => Error::Closed {
@@ -903,7 +920,7 @@ async fn dispatch(inner: Arc<Inner>) {
                 if let Some(msg) = sh.pop_incoming(&inner.config) {
                     return Poll::Ready(Dispatch::Message(f, msg));
                 }
-                sh.apply_pending_failure();
+                sh.apply_pending_end();
             }
             if let Some(closed) = sh.closed.clone() {
                 let cbs = &mut sh.callbacks;
@@ -1092,7 +1109,7 @@ impl Driver {
         }
         if inner.handles.load(Ordering::Acquire) == 0 && !sh.callbacks.any() {
             // Nobody will take the messages received before a protocol error.
-            sh.apply_pending_failure();
+            sh.apply_pending_end();
         }
         let Some(proto) = sh.proto.as_mut() else {
             return (false, true, false);
@@ -1240,15 +1257,24 @@ impl Driver {
                 Ok(Some(Incoming::Pong(_))) => self.awaiting_pong = false,
                 Ok(Some(Incoming::Ping(_))) => {}
                 Ok(Some(Incoming::Close(_))) => {
-                    inner.set_state(ReadyState::Closing);
+                    if proto.close_reply_pending() {
+                        // Answered once the application has taken what came before it.
+                        sh.pending_end = Some(PendingEnd::CloseReply);
+                        if sh.incoming.is_empty() {
+                            sh.apply_pending_end();
+                        }
+                    } else {
+                        inner.set_state(ReadyState::Closing);
+                    }
+                    break;
                 }
                 Ok(None) => break,
                 Err(e) => {
                     // Messages received before the error are answered before our CLOSE: the
                     // failure waits until the application has taken them (or a timeout).
-                    sh.pending_failure = Some(e);
+                    sh.pending_end = Some(PendingEnd::Failure(e));
                     if sh.incoming.is_empty() && sh.consumer_waiting() {
-                        sh.apply_pending_failure();
+                        sh.apply_pending_end();
                     }
                     break;
                 }
@@ -1330,7 +1356,7 @@ impl Driver {
                         self.read_eof = true;
                         progress = true;
                         let mut sh = self.inner.lock();
-                        sh.apply_pending_failure();
+                        sh.apply_pending_end();
                         if let Some(p) = sh.proto.as_mut() {
                             if let Err(e) = p.receive_eof() {
                                 let reason = match e {
@@ -1358,7 +1384,7 @@ impl Driver {
                     return Step::Finished;
                 }
             }
-            if self.inner.lock().pending_failure.is_some() {
+            if self.inner.lock().pending_end.is_some() {
                 // The application does not take the messages that came before a protocol error:
                 // fail anyway after the close timeout.
                 let limit = self.inner.config.close_timeout;
@@ -1366,7 +1392,7 @@ impl Driver {
                     .failure_timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 if timer.as_mut().poll(cx).is_ready() {
-                    self.inner.lock().apply_pending_failure();
+                    self.inner.lock().apply_pending_end();
                     progress = true;
                 }
             }

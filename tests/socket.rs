@@ -583,3 +583,26 @@ async fn try_send_buffered_amount_and_prepared_broadcast() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn messages_that_arrive_with_the_close_are_answered_before_it() {
+    tokio::time::timeout(LIMIT, async {
+        let addr = echo_server(AcceptOptions::default().no_deflate()).await;
+        let mut tcp = raw_client(addr).await;
+        let mut wire = Vec::new();
+        for text in ["one", "two", "three"] {
+            wire.extend(client_frame(OpCode::Text, true, text.as_bytes()));
+        }
+        wire.extend(client_frame(OpCode::Close, true, &4000u16.to_be_bytes()));
+        tcp.write_all(&wire).await.unwrap(); // all in one write
+        for text in ["one", "two", "three"] {
+            let (_, op, payload) = read_frame(&mut tcp).await.unwrap();
+            assert_eq!((op, &payload[..]), (1, text.as_bytes()));
+        }
+        let (_, op, payload) = read_frame(&mut tcp).await.unwrap();
+        assert_eq!((op, &payload[..]), (8, &4000u16.to_be_bytes()[..]));
+        assert!(sees_eof(&mut tcp).await);
+    })
+    .await
+    .unwrap();
+}

@@ -200,6 +200,8 @@ pub struct Protocol {
     failed: bool,
     /// The input broke a rule ([`Protocol::receive_deferred`]): nothing more is decoded.
     input_failed: bool,
+    /// The peer's CLOSE arrived and awaits our answer (with the code to echo).
+    close_reply: Option<Option<CloseCode>>,
     close_info: Option<CloseInfo>,
 }
 
@@ -220,6 +222,7 @@ impl Protocol {
             close_received: false,
             failed: false,
             input_failed: false,
+            close_reply: None,
             close_info: None,
         }
     }
@@ -291,15 +294,20 @@ impl Protocol {
                 self.fail_with(&err);
                 Err(err)
             }
+            Ok(Some(Incoming::Close(frame))) => {
+                self.reply_close();
+                Ok(Some(Incoming::Close(frame)))
+            }
             ok => ok,
         }
     }
 
-    /// Like [`Protocol::receive`], but a protocol error does not fail the connection yet: the
-    /// input is dropped from then on (nothing more is decoded), while the connection stays OPEN
-    /// so that replies to the messages received before the error can still be sent. The caller
-    /// then fails the connection with [`Protocol::fail_with`] (say, once the application has
-    /// taken those messages), so that the peer sees the replies before the CLOSE.
+    /// Like [`Protocol::receive`], but neither a protocol error nor the peer's CLOSE ends the
+    /// connection yet: the input is dropped from then on (nothing more is decoded), while the
+    /// connection stays OPEN so that replies to the messages received before can still be sent.
+    /// The caller then fails the connection with [`Protocol::fail_with`], or answers the CLOSE
+    /// with [`Protocol::reply_close`] (say, once the application has taken those messages), so
+    /// that the peer sees the replies before our CLOSE.
     pub fn receive_deferred(
         &mut self,
         buf: &mut BytesMut,
@@ -335,22 +343,16 @@ impl Protocol {
                     },
                 };
                 if !self.close_sent {
-                    // Echo the peer's code (RFC 6455 §5.5.1); an empty CLOSE gets an empty CLOSE.
-                    let payload = frame
-                        .as_ref()
-                        .map(|f| CloseFrame::new(f.code, "").encode())
-                        .unwrap_or_default();
-                    self.write_control(OpCode::Close, &payload);
-                    self.close_sent = true;
+                    // Our answer waits for `reply_close` (the caller may first send replies to
+                    // the messages that arrived before this CLOSE).
+                    self.close_reply = Some(frame.as_ref().map(|f| f.code));
                     self.close_info = Some(info);
-                } else if self.close_info.as_ref().is_none_or(|i| !i.clean) {
-                    self.close_info = Some(info);
-                } else if let Some(i) = self.close_info.as_mut() {
+                } else {
                     // We started the handshake: report the peer's answer.
-                    *i = info;
+                    self.close_info = Some(info);
+                    self.state = ReadyState::Closing;
                 }
                 self.buf_after_close(buf);
-                self.state = ReadyState::Closing;
                 Ok(Some(Incoming::Close(frame)))
             }
             Ok(other) => Ok(other),
@@ -360,6 +362,31 @@ impl Protocol {
                 Err(err)
             }
         }
+    }
+
+    /// Answers the peer's CLOSE, if one arrived and is not answered yet: echoes its code (RFC
+    /// 6455 §5.5.1; an empty CLOSE gets an empty CLOSE). [`Protocol::receive`] does this at
+    /// once; after [`Protocol::receive_deferred`] the caller does, once it has sent what it
+    /// wanted to send first.
+    pub fn reply_close(&mut self) {
+        let Some(code) = self.close_reply.take() else {
+            return;
+        };
+        if !self.close_sent {
+            let payload = code
+                .map(|c| CloseFrame::new(c, "").encode())
+                .unwrap_or_default();
+            self.write_control(OpCode::Close, &payload);
+            self.close_sent = true;
+        }
+        if self.state != ReadyState::Closed {
+            self.state = ReadyState::Closing;
+        }
+    }
+
+    /// Whether the peer's CLOSE arrived and still waits for [`Protocol::reply_close`].
+    pub fn close_reply_pending(&self) -> bool {
+        self.close_reply.is_some()
     }
 
     /// Fails the connection for `err` (see [`Protocol::fail`]).
