@@ -606,3 +606,30 @@ async fn messages_that_arrive_with_the_close_are_answered_before_it() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn ipv6_literal_urls() {
+    tokio::time::timeout(LIMIT, async {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("no IPv6 loopback on this machine; nothing to test");
+            return;
+        };
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (socket, req) = wsx::accept(tcp, &AcceptOptions::default()).await.unwrap();
+            let host = req.headers()["host"].to_str().unwrap().to_owned();
+            socket.send(host).await.unwrap();
+            let _ = socket.recv().await;
+        });
+        let url = format!("ws://[::1]:{}/v6?q=1", addr.port());
+        let socket = Socket::open(&url, ConnectOptions::default()).await.unwrap();
+        let host = socket.recv().await.unwrap();
+        assert_eq!(
+            host.as_text(),
+            Some(format!("[::1]:{}", addr.port()).as_str())
+        );
+    })
+    .await
+    .unwrap();
+}
