@@ -7,14 +7,12 @@
 //! each of them with 1001 before the process exits.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::proto::handshake::HandshakeLimits;
 use wsx::upgrade::{accept_request, read_request};
-use wsx::{AcceptOptions, CloseCode, Message, OpCode, Socket, SocketConfig, WsStream};
+use wsx::{AcceptOptions, CloseCode, OpCode, PreparedMessage, Socket, SocketConfig, WsStream};
 
 /// The test page served at `/`.
 const PAGE: &str = include_str!("page.html");
@@ -294,9 +292,11 @@ impl Server {
             if !msg.is_text() && !msg.is_binary() {
                 continue;
             }
-            // One shared message: every member gets the same refcounted body.
-            let shared = Message::with_kind(msg.kind(), msg.into_body());
-            self.room.broadcast(id, &shared).await;
+            // Framed once: every member's socket queues the same bytes.
+            let Ok(prepared) = PreparedMessage::new(msg) else {
+                continue;
+            };
+            self.room.broadcast(id, &prepared).await;
         }
         self.room.leave(id);
     }
@@ -508,31 +508,6 @@ struct RoomInner {
     members: HashMap<u64, Socket>,
 }
 
-/// What a non-blocking send attempt did.
-enum TrySend {
-    /// Queued.
-    Sent,
-    /// The member's write buffer is full: it is not keeping up.
-    Full,
-    /// The member is closing or closed.
-    Gone,
-}
-
-/// Queues `msg` on `socket` only if that does not have to wait for buffer space.
-///
-/// `Socket::send` waits while the write buffer is over its limit and sends nothing when dropped
-/// before completing, so polling it once tells "queued" from "would block" without blocking
-/// the sender on one slow member.
-fn try_send(socket: &Socket, msg: &Message) -> TrySend {
-    let mut fut = pin!(socket.send(msg.clone()));
-    let mut cx = Context::from_waker(Waker::noop());
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(())) => TrySend::Sent,
-        Poll::Ready(Err(_)) => TrySend::Gone,
-        Poll::Pending => TrySend::Full,
-    }
-}
-
 impl Room {
     fn join(&self, socket: &Socket) -> u64 {
         let mut room = lock(&self.inner);
@@ -553,7 +528,7 @@ impl Room {
     /// most [`CHAT_SEND_GRACE`]; a member still full after that is dropped with 1013, so one
     /// reader that stopped reading never holds up the room or makes the server buffer without
     /// bound (each member holds at most its buffer limit plus one message per sender).
-    async fn broadcast(&self, from: u64, msg: &Message) {
+    async fn broadcast(&self, from: u64, msg: &PreparedMessage) {
         let mut waiting = Vec::new();
         {
             let mut room = lock(&self.inner);
@@ -562,10 +537,10 @@ impl Room {
                 if id == from {
                     continue;
                 }
-                match try_send(member, msg) {
-                    TrySend::Sent => {}
-                    TrySend::Full => waiting.push((id, member.clone())),
-                    TrySend::Gone => gone.push(id),
+                match member.try_send_prepared(msg) {
+                    Ok(true) => {}
+                    Ok(false) => waiting.push((id, member.clone())),
+                    Err(_) => gone.push(id),
                 }
             }
             for id in gone {
@@ -577,7 +552,7 @@ impl Room {
         }
         let deadline = Instant::now() + CHAT_SEND_GRACE;
         for (id, member) in waiting {
-            match tokio::time::timeout_at(deadline, member.send(msg.clone())).await {
+            match tokio::time::timeout_at(deadline, member.send_prepared(msg)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => self.leave(id),
                 Err(_) => {
