@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Issue 8's comparison harness: wsx against tokio-tungstenite, fastwebsockets, Node `ws` and a
+# no-library "ceiling", all as echo servers under `wsx bench`.
+#
+#   scripts/bench.sh            full run: 8 cells, 1 s warm-up + 5 s measured, 3 repeats (median)
+#   scripts/bench.sh --quick    smoke test: 5 cells, 0.5 s + 2 s, 1 repeat
+#
+# Environment overrides: CELLS="c1x16 c1x1m ..." (see the cell list below), SERVERS="wsx fastws
+# ...", REPEATS, DURATION, WARMUP, WSX_BENCH_CACHE (where `ws` is installed from npm; default
+# target/bench/node). NODE=0 skips the Node servers.
+#
+# Each run: a fresh server pinned to CPU 0, `wsx bench ... --json` pinned to CPU 1. Over the
+# measured window the script samples utime+stime of both from /proc/PID/stat: the server's CPU
+# time per echoed message, and whether the load generator's core was saturated (busy >= 95%:
+# the cell is "harness-bound" and its ratios understate the faster server). Everything talks to
+# 127.0.0.1 only, and every process is bounded by `timeout`.
+#
+# Output: a markdown report on stdout and in target/bench/results.md; raw rows in
+# target/bench/runs.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then
+  QUICK=1
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--quick]" >&2
+  exit 2
+fi
+
+if [ "$QUICK" = 1 ]; then
+  REPEATS=${REPEATS:-1}
+  DURATION=${DURATION:-2}
+  WARMUP=${WARMUP:-0.5}
+  CELLS=${CELLS:-"c1x16 c100x16p16 c10x64k c1x1m deflate"}
+else
+  REPEATS=${REPEATS:-3}
+  DURATION=${DURATION:-5}
+  WARMUP=${WARMUP:-1}
+  CELLS=${CELLS:-"c1x16 c100x16 c100x1k c10x64k c1x1m c100x16p16 c500x16k deflate"}
+fi
+SERVERS=${SERVERS:-"wsx tungstenite fastws node ceiling"}
+NODE=${NODE:-1}
+
+OUT=target/bench
+mkdir -p "$OUT"
+BIN=target/release
+CACHE=${WSX_BENCH_CACHE:-$OUT/node}
+TICK=$(getconf CLK_TCK)
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "building (release, fat LTO)..." >&2
+cargo build --release -q -p wsx-bench -p wsx-cli >&2
+
+# Node `ws` (the deflate peer, and a peer in the other cells too).
+NODE_JS=""
+if [ "$NODE" = 1 ] && command -v node >/dev/null && command -v npm >/dev/null; then
+  if [ ! -f "$CACHE/node_modules/ws/package.json" ]; then
+    echo "installing ws from npm into $CACHE..." >&2
+    mkdir -p "$CACHE"
+    timeout 300 npm install --silent --no-audit --no-fund --prefix "$CACHE" ws@8 >&2
+  fi
+  NODE_JS=$(mktemp --suffix=.js)
+  cat >"$NODE_JS" <<'EOF'
+// Echo server on Node's `ws`; --deflate turns on perMessageDeflate with ws's defaults.
+const { WebSocketServer } = require(process.env.WS_MODULE);
+const deflate = process.argv.includes('--deflate');
+const i = process.argv.indexOf('--listen');
+const [host, port] = (i > 0 ? process.argv[i + 1] : '127.0.0.1:0').split(':');
+const wss = new WebSocketServer({ host, port: Number(port), perMessageDeflate: deflate,
+                                  maxPayload: 64 << 20 });
+wss.on('listening', () => console.log(`listening on ws://${host}:${wss.address().port}`));
+wss.on('connection', (ws) => {
+  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+});
+EOF
+  export WS_MODULE
+  WS_MODULE=$(realpath "$CACHE/node_modules/ws")
+  NODE_VERSION=$(node --version)
+  WS_VERSION=$(node -p "require('$WS_MODULE/package.json').version")
+fi
+
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$NODE_JS" ]; then rm -f "$NODE_JS"; fi
+}
+trap cleanup EXIT
+
+# server_cmd NAME: the command line of server NAME ("wsx-deflate", "node-deflate" included).
+server_cmd() {
+  case "$1" in
+    wsx) echo "$BIN/echo-wsx" ;;
+    wsx-deflate) echo "$BIN/echo-wsx --deflate" ;;
+    tungstenite) echo "$BIN/echo-tungstenite" ;;
+    tungstenite-batch) echo "$BIN/echo-tungstenite --batch" ;;
+    fastws) echo "$BIN/echo-fastws" ;;
+    ceiling) echo "$BIN/echo-ceiling" ;;
+    node) [ -n "$NODE_JS" ] && echo "node $NODE_JS" ;;
+    node-deflate) [ -n "$NODE_JS" ] && echo "node $NODE_JS --deflate" ;;
+  esac
+}
+
+# Cell: conns size pipeline "extra bench flags" servers
+cell_spec() {
+  case "$1" in
+    c1x16) echo "1 16 1 -" ;;
+    c100x16) echo "100 16 1 -" ;;
+    c100x1k) echo "100 1024 1 -" ;;
+    c10x64k) echo "10 65536 1 -" ;;
+    c1x1m) echo "1 1048576 1 -" ;;
+    c100x16p16) echo "100 16 16 -" ;;
+    c500x16k) echo "500 16384 1 -" ;;
+    deflate) echo "100 1024 1 --deflate,--text" ;;
+    *) echo "unknown cell $1" >&2; exit 2 ;;
+  esac
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo NaN; }
+sleep_until() { python3 -c "import sys, time; time.sleep(max(0.0, float(sys.argv[1]) - time.time()))" "$1"; }
+
+# start_server NAME LOG: starts it on CPU 0, sets SERVER_PID and URL.
+start_server() {
+  local cmd
+  cmd=$(server_cmd "$1")
+  # shellcheck disable=SC2086
+  timeout 600 taskset -c 0 $cmd --listen 127.0.0.1:0 >"$2" 2>&1 &
+  SERVER_PID=$!
+  URL=""
+  for _ in $(seq 100); do
+    URL=$(awk '/^listening on /{print $3; exit}' "$2")
+    [ -n "$URL" ] && break
+    sleep 0.05
+  done
+  if [ -z "$URL" ]; then
+    echo "server $1 did not start:" >&2
+    cat "$2" >&2
+    exit 1
+  fi
+  # `timeout` forks: the pid to sample is its child.
+  SERVER_PID=$(pgrep -P "$SERVER_PID" | head -1)
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+RUNS=$OUT/runs.tsv
+printf 'cell\tserver\trep\tmsgs_per_sec\tmib_per_sec\tp50\tp99\tp999\terrors\tsrv_cpu_us_per_msg\tsrv_busy\tcli_busy\n' >"$RUNS"
+
+# run_one CELL SERVER REP
+run_one() {
+  local cell=$1 server=$2 rep=$3 conns size pipeline extra log json
+  read -r conns size pipeline extra <<<"$(cell_spec "$cell")"
+  log=$(mktemp)
+  json=$(mktemp)
+  start_server "$server" "$log"
+  local flags=(--conns "$conns" --size "$size" --pipeline "$pipeline" --duration "$DURATION"
+    --warmup "$WARMUP" --json)
+  if [ "$extra" != "-" ]; then
+    IFS=, read -r -a more <<<"$extra"
+    flags+=("${more[@]}")
+  fi
+  local limit
+  limit=$(python3 -c "print(int($WARMUP + $DURATION + 30))")
+  local launched
+  launched=$(date +%s.%N)
+  timeout "$limit" taskset -c 1 "$BIN/wsx" bench "$URL" "${flags[@]}" >"$json" 2>>"$log" &
+  local tpid=$! bpid=""
+  for _ in $(seq 100); do
+    bpid=$(pgrep -P "$tpid" | head -1 || true)
+    [ -n "$bpid" ] && break
+    sleep 0.01
+  done
+  # Sample inside the measured window: from 0.3 s after the warm-up (connection setup comes
+  # first) to 0.2 s before its end.
+  sleep_until "$(python3 -c "print($launched + $WARMUP + 0.3)")"
+  local s0 c0 t0 s1 c1 t1
+  s0=$(ticks "$SERVER_PID"); c0=$(ticks "$bpid"); t0=$(date +%s.%N)
+  sleep_until "$(python3 -c "print($launched + $WARMUP + max(0.8, $DURATION - 0.2))")"
+  s1=$(ticks "$SERVER_PID"); c1=$(ticks "$bpid"); t1=$(date +%s.%N)
+  local rc=0
+  wait "$tpid" || rc=$?
+  stop_server
+  if [ "$rc" != 0 ] || [ ! -s "$json" ]; then
+    echo "  $cell $server #$rep: wsx bench failed (exit $rc)" >&2
+    tail -5 "$log" >&2
+    printf '%s\t%s\t%s\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\n' "$cell" "$server" "$rep" >>"$RUNS"
+    rm -f "$log" "$json"
+    return
+  fi
+  python3 - "$json" "$cell" "$server" "$rep" "$s0" "$s1" "$c0" "$c1" "$t0" "$t1" "$TICK" >>"$RUNS" <<'EOF'
+import json, sys
+path, cell, server, rep, s0, s1, c0, c1, t0, t1, tick = sys.argv[1:]
+r = json.load(open(path))
+wall = float(t1) - float(t0)
+srv = (float(s1) - float(s0)) / float(tick)
+cli = (float(c1) - float(c0)) / float(tick)
+rate = r["messages_per_sec"]
+cpu_per_msg = srv / (rate * wall) * 1e6 if rate > 0 else float("nan")
+lat = r["latency_us"]
+print("\t".join(str(x) for x in [cell, server, rep, round(rate, 1), round(r["mib_per_sec"], 2),
+      lat["p50"], lat["p99"], lat["p999"], r["errors"], round(cpu_per_msg, 3),
+      round(srv / wall, 3), round(cli / wall, 3)]))
+EOF
+  tail -1 "$RUNS" | awk -F'\t' '{printf "  %-11s %-13s #%s %12.0f msg/s %9.1f MiB/s  p99 %6s us  srv %6.2f us/msg  busy srv %.2f cli %.2f\n", $1, $2, $3, $4, $5, $7, $10, $11, $12}' >&2
+  rm -f "$log" "$json"
+}
+
+for cell in $CELLS; do
+  if [ "$cell" = deflate ]; then
+    servers="wsx-deflate"
+    [ -n "$NODE_JS" ] && servers="$servers node-deflate"
+  else
+    servers=""
+    for s in $SERVERS; do
+      [ -n "$(server_cmd "$s")" ] && servers="$servers $s"
+      # With messages in flight, tungstenite can batch its writes (feed + one flush): run that
+      # variant too, as a peer of its own.
+      if [ "$s" = tungstenite ] && [ "$cell" = c100x16p16 ]; then
+        servers="$servers tungstenite-batch"
+      fi
+    done
+  fi
+  for server in $servers; do
+    for rep in $(seq "$REPEATS"); do
+      run_one "$cell" "$server" "$rep"
+    done
+  done
+done
+
+# The report: medians over the repeats, ratios of wsx to the best peer.
+python3 - "$RUNS" "$QUICK" "$REPEATS" "$WARMUP" "$DURATION" "${NODE_VERSION:-}" "${WS_VERSION:-}" \
+  >"$OUT/results.md" <<'EOF'
+import csv, math, statistics, sys
+runs, quick, repeats, warmup, duration, node_v, ws_v = sys.argv[1:]
+rows = list(csv.DictReader(open(runs), delimiter="\t"))
+CELLS = {
+    "c1x16": "1 x 16 B", "c100x16": "100 x 16 B", "c100x1k": "100 x 1 KiB",
+    "c10x64k": "10 x 64 KiB", "c1x1m": "1 x 1 MiB", "c100x16p16": "100 x 16 B, pipeline 16",
+    "c500x16k": "500 x 16 KiB", "deflate": "100 x 1 KiB text, permessage-deflate",
+}
+PEERS = {"tungstenite", "tungstenite-batch", "fastws", "node", "node-deflate"}
+NUM = ["msgs_per_sec", "mib_per_sec", "p50", "p99", "p999", "errors", "srv_cpu_us_per_msg",
+       "srv_busy", "cli_busy"]
+
+def f(x):
+    try:
+        return float(x)
+    except ValueError:
+        return math.nan
+
+groups = {}
+for r in rows:
+    groups.setdefault((r["cell"], r["server"]), []).append({k: f(r[k]) for k in NUM})
+
+def median_run(runs):
+    """The run with the median throughput (its latencies and CPU go with it)."""
+    ok = [r for r in runs if not math.isnan(r["msgs_per_sec"])]
+    if not ok:
+        return None
+    ok.sort(key=lambda r: r["msgs_per_sec"])
+    m = dict(ok[(len(ok) - 1) // 2])
+    m["msgs_per_sec"] = statistics.median(r["msgs_per_sec"] for r in ok)
+    m["mib_per_sec"] = statistics.median(r["mib_per_sec"] for r in ok)
+    m["srv_cpu_us_per_msg"] = statistics.median(r["srv_cpu_us_per_msg"] for r in ok)
+    m["cli_busy"] = max(r["cli_busy"] for r in ok)
+    m["n"] = len(ok)
+    return m
+
+med = {k: median_run(v) for k, v in groups.items()}
+order = [c for c in CELLS if any(k[0] == c for k in med)]
+print("# wsx comparison benchmark\n")
+mode = "quick" if quick == "1" else "full"
+print(f"Mode: {mode}; {repeats} repeat(s) of {warmup} s warm-up + {duration} s measured, median "
+      "run shown. Server on CPU 0, `wsx bench` on CPU 1.")
+if node_v:
+    print(f"Node {node_v}, ws {ws_v}.")
+print()
+print("| cell | server | msg/s | MiB/s | p50 us | p99 us | p99.9 us | server CPU us/msg | "
+      "server busy | load gen busy | note |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for c in order:
+    for (cell, server), m in sorted(med.items(), key=lambda kv: kv[0][1]):
+        if cell != c:
+            continue
+        if m is None:
+            print(f"| {CELLS[c]} | {server} | failed | | | | | | | | |")
+            continue
+        note = []
+        if m["cli_busy"] >= 0.95:
+            note.append("harness-bound")
+        if m["errors"] > 0:
+            note.append(f"{int(m['errors'])} errors")
+        print(f"| {CELLS[c]} | {server} | {m['msgs_per_sec']:,.0f} | {m['mib_per_sec']:,.1f} | "
+              f"{m['p50']:.0f} | {m['p99']:.0f} | {m['p999']:.0f} | "
+              f"{m['srv_cpu_us_per_msg']:.2f} | {m['srv_busy']:.0%} | {m['cli_busy']:.0%} | "
+              f"{', '.join(note)} |")
+print()
+print("## Ratios: wsx / best peer (and / ceiling)\n")
+print("Throughput ratio > 1 and CPU ratio < 1 favour wsx. Best peer: the fastest (or, for CPU, "
+      "the cheapest) of tungstenite (plain, or `--batch` where run), fastwebsockets and Node ws in "
+      "the same cell. A harness-bound cell (load generator >= 95% busy) caps every server at the "
+      "same rate: compare server CPU per message there.\n")
+print("| cell | wsx msg/s | best peer | peer msg/s | throughput ratio | CPU/msg ratio "
+      "(vs cheapest peer) | wsx / ceiling | harness-bound |")
+print("|---|---:|---|---:|---:|---:|---:|---|")
+for c in order:
+    w = med.get((c, "wsx-deflate" if c == "deflate" else "wsx"))
+    peers = [(s, m) for (cell, s), m in med.items() if cell == c and s in PEERS and m]
+    ceil = med.get((c, "ceiling"))
+    if not w or not peers:
+        continue
+    best = max(peers, key=lambda p: p[1]["msgs_per_sec"])
+    cheap = min(peers, key=lambda p: p[1]["srv_cpu_us_per_msg"])
+    ratio = w["msgs_per_sec"] / best[1]["msgs_per_sec"]
+    cpu = w["srv_cpu_us_per_msg"] / cheap[1]["srv_cpu_us_per_msg"]
+    vs_ceil = f"{w['msgs_per_sec'] / ceil['msgs_per_sec']:.2f}" if ceil else "-"
+    bound = [s for (cell, s), m in med.items() if cell == c and m and m["cli_busy"] >= 0.95]
+    print(f"| {CELLS[c]} | {w['msgs_per_sec']:,.0f} | {best[0]} | {best[1]['msgs_per_sec']:,.0f} | "
+          f"{ratio:.2f}x | {cpu:.2f}x ({cheap[0]}) | {vs_ceil} | {', '.join(bound) or 'no'} |")
+EOF
+cat "$OUT/results.md"
