@@ -25,7 +25,7 @@ async fn main() -> std::io::Result<()> {
         };
         let options = options.clone();
         tokio::spawn(async move {
-            let Ok((socket, _request)) = wsx::accept(tcp, &options).await else {
+            let Ok((socket, _)) = wsx::accept(tcp, &options).await else {
                 return;
             };
             while let Ok(msg) = socket.recv().await {

@@ -26,7 +26,7 @@
 //! tokio::spawn(async move {
 //!     while let Ok((tcp, _)) = listener.accept().await {
 //!         tokio::spawn(async move {
-//!             let Ok((socket, _request)) = wsx::accept(tcp, &AcceptOptions::default()).await else {
+//!             let Ok((socket, _)) = wsx::accept(tcp, &AcceptOptions::default()).await else {
 //!                 return;
 //!             };
 //!             while let Ok(msg) = socket.recv().await {

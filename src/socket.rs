@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::proto::deflate::{DeflateConfig, DeflateParams};
 use crate::proto::protocol::CloseInfo;
-use crate::proto::{CloseCode, Compression, Incoming, Limits, OpCode, Protocol, ReadyState, Role};
+use crate::proto::{
+    CloseCode, Compression, FrameHeader, Incoming, Limits, OpCode, Protocol, ReadyState, Role,
+};
 use crate::stream::WsStream;
 
 /// Settings of an open socket (both sides).
@@ -1188,17 +1190,32 @@ impl Driver {
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.rbuf.is_empty() {
-            // Between messages: read into the stack first, so an idle connection holds no read
-            // buffer at all (see `process`, which releases it once everything is decoded).
-            let mut stack = [0u8; IDLE_READ];
-            let mut buf = ReadBuf::new(&mut stack);
+            // Between messages: read into the stack first (uninitialized: nothing to zero), so
+            // an idle connection holds no read buffer at all (see `process`, which releases it
+            // once everything is decoded).
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
             return match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) => {
-                    let n = buf.filled().len();
+                    let data = buf.filled();
+                    let n = data.len();
                     if n > 0 {
-                        let room = if n == IDLE_READ { READ_CHUNK } else { n };
+                        // Room for the whole frame that starts here (up to 1 MiB), so that the
+                        // next read can take the rest of it at once.
+                        let frame = match FrameHeader::decode(data) {
+                            Ok(Some((h, header_len))) => {
+                                (header_len as u64).saturating_add(h.payload_len)
+                            }
+                            _ => 0,
+                        };
+                        let room = frame.min(1 << 20) as usize;
+                        let room = if n == IDLE_READ {
+                            room.max(READ_CHUNK)
+                        } else {
+                            room.max(n)
+                        };
                         self.rbuf.reserve(room);
-                        self.rbuf.extend_from_slice(buf.filled());
+                        self.rbuf.extend_from_slice(data);
                     }
                     Poll::Ready(Ok(n))
                 }

@@ -237,7 +237,15 @@ pub async fn accept(
     stream: impl Into<WsStream>,
     options: &AcceptOptions,
 ) -> Result<(Socket, http::Request<()>)> {
-    let mut stream = stream.into();
+    // Boxed: the caller's task keeps a pointer, not the handshake's buffers and futures, for as
+    // long as it lives (this is most of an idle connection's memory otherwise).
+    Box::pin(accept_inner(stream.into(), options)).await
+}
+
+async fn accept_inner(
+    mut stream: WsStream,
+    options: &AcceptOptions,
+) -> Result<(Socket, http::Request<()>)> {
     let timeout = options.handshake_timeout;
     let read = tokio::time::timeout(
         timeout,
