@@ -6,6 +6,13 @@
 //! enough). After `--warmup`, echoes are counted and their latencies recorded in an HDR
 //! histogram for `--duration`; the report gives messages/s, MiB/s of echoed payload and
 //! latency percentiles, as text or (`--json`) one JSON object.
+//!
+//! Without `--deflate` the load generator stays out of the way of the server it measures: after
+//! the library's own handshake ([`wsx::connect_with`]) each connection writes frames encoded and
+//! masked once (one random key per connection; RFC 6455 asks real clients for a fresh key per
+//! frame, which a server cannot check and a load generator need not pay for), a batch of them in
+//! one write, and reads echoes by their headers only. With `--deflate` every message goes
+//! through a library [`Socket`], which compresses it.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal as _;
@@ -22,9 +29,12 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use wsx::{ConnectOptions, Message, OpCode, Socket};
+use wsx::proto::codec::write_frame;
+use wsx::proto::FrameHeader;
+use wsx::{ConnectOptions, Message, OpCode, Socket, WsStream};
 
 use crate::serve::parse_secs;
 
@@ -144,10 +154,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // Connect everything first, so that connection setup is not measured.
     let mut connecting = JoinSet::new();
+    let raw = !args.deflate;
     for _ in 0..args.conns {
         let url = args.url.clone();
         let options = options.clone();
-        connecting.spawn(async move { Socket::open(&url, options).await });
+        connecting.spawn(async move {
+            if raw {
+                wsx::connect_with(&url, &options)
+                    .await
+                    .map(|c| Conn::Raw(Box::new(c.stream)))
+            } else {
+                Socket::open(&url, options).await.map(Conn::Socket)
+            }
+        });
     }
     let mut sockets = Vec::with_capacity(args.conns as usize);
     let mut connect_errors = 0u64;
@@ -190,13 +209,20 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let mut running = JoinSet::new();
-    for socket in sockets {
+    for conn in sockets {
         let message = message.clone();
         let counter = counter.clone();
         let pipeline = args.pipeline as usize;
         let size = args.size;
         running.spawn(async move {
-            drive(socket, message, size, pipeline, measure_start, end, counter).await
+            match conn {
+                Conn::Socket(socket) => {
+                    drive(socket, message, size, pipeline, measure_start, end, counter).await
+                }
+                Conn::Raw(stream) => {
+                    drive_raw(*stream, &message, pipeline, measure_start, end, counter).await
+                }
+            }
         });
     }
     let mut histogram = new_histogram()?;
@@ -318,6 +344,132 @@ async fn tick(
             bar.set_message("closing");
         }
     }
+}
+
+/// One load connection.
+enum Conn {
+    /// Through a library socket (with compression).
+    Socket(Socket),
+    /// Pre-encoded frames on the handshaken stream.
+    Raw(Box<WsStream>),
+}
+
+/// Records the echo of a message sent at `sent`, if inside the measured window.
+fn record(
+    stats: &mut ConnStats,
+    counter: &AtomicU64,
+    sent: Instant,
+    now: Instant,
+    window: (Instant, Instant),
+) {
+    if sent >= window.0 && now < window.1 {
+        let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
+        stats
+            .histogram
+            .saturating_record(us.clamp(1, MAX_LATENCY_US));
+        stats.messages += 1;
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs one raw connection: `pipeline` pre-masked frames in flight until `end`; every batch of
+/// echoes read is answered by the same number of frames in one write.
+async fn drive_raw(
+    mut stream: WsStream,
+    message: &Message,
+    pipeline: usize,
+    measure_start: Instant,
+    end: Instant,
+    counter: Arc<AtomicU64>,
+) -> anyhow::Result<ConnStats> {
+    let mut stats = ConnStats {
+        histogram: new_histogram()?,
+        messages: 0,
+        errors: 0,
+    };
+    let header = FrameHeader::new(message.kind(), message.len() as u64, Some(rand_key()));
+    let mut frames = bytes::BytesMut::new();
+    for _ in 0..pipeline {
+        write_frame(header, message.body(), &mut frames);
+    }
+    let frame_len = frames.len() / pipeline.max(1);
+    let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut stop = pin!(tokio::time::sleep_until(end));
+    let mut failed = stream.write_all(&frames).await.is_err();
+    let sent = Instant::now();
+    in_flight.extend(std::iter::repeat_n(sent, pipeline));
+    while !failed {
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            read = stream.read_buf(&mut buf) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    failed = true;
+                    break;
+                }
+                let now = Instant::now();
+                let mut echoes = 0;
+                // Whole frames only; the payload is skipped, not looked at.
+                while let Ok(Some((h, header_len))) = FrameHeader::decode(&buf) {
+                    let total = header_len + h.payload_len as usize;
+                    if buf.len() < total {
+                        if buf.capacity() < total {
+                            buf.reserve(total - buf.len());
+                        }
+                        break;
+                    }
+                    let _ = buf.split_to(total);
+                    match h.opcode {
+                        OpCode::Close => failed = true,
+                        op if op == message.kind() && h.payload_len == message.len() as u64 => {
+                            echoes += 1;
+                        }
+                        OpCode::Ping | OpCode::Pong => continue,
+                        _ => stats.errors += 1,
+                    }
+                    match in_flight.pop_front() {
+                        Some(sent) => record(&mut stats, &counter, sent, now, (measure_start, end)),
+                        None => stats.errors += 1,
+                    }
+                }
+                if failed || echoes == 0 {
+                    continue;
+                }
+                let batch = echoes.min(pipeline);
+                if stream.write_all(&frames[..batch * frame_len]).await.is_err() {
+                    failed = true;
+                    break;
+                }
+                in_flight.extend(std::iter::repeat_n(Instant::now(), batch));
+            }
+        }
+    }
+    if failed {
+        stats.errors += 1;
+    }
+    // Close politely: a masked CLOSE 1000, then wait briefly for the server to end.
+    let mut close = bytes::BytesMut::new();
+    let code = 1000u16.to_be_bytes();
+    write_frame(
+        FrameHeader::new(OpCode::Close, 2, Some(rand_key())),
+        &code,
+        &mut close,
+    );
+    if stream.write_all(&close).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while matches!(stream.read_buf(&mut buf).await, Ok(n) if n > 0) {
+                buf.clear();
+            }
+        })
+        .await;
+    }
+    Ok(stats)
+}
+
+/// A masking key from the thread-local CSPRNG.
+fn rand_key() -> [u8; 4] {
+    rand::random()
 }
 
 /// Runs one connection: keeps `pipeline` messages in flight until `end`, recording echoes of
