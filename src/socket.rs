@@ -566,23 +566,35 @@ impl Socket {
         sh.proto.as_ref().map_or(0, Protocol::memory_usage) + sh.write_pending
     }
 
-    fn poll_queue(&self, cx: Option<&Context<'_>>, msg: &Message) -> Poll<Result<()>> {
-        let mut sh = self.inner.lock();
+    /// Whether a message may be queued now: `Some(Ready(Err))` unless OPEN, `Some(Pending)`
+    /// (with `cx` registered) while the write buffer is over its limit, `None` to go ahead. With
+    /// no `cx`, a full buffer does not stop the message.
+    fn admit(&self, sh: &mut Shared, cx: Option<&Context<'_>>) -> Option<Poll<Result<()>>> {
         let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
-        let Some(proto) = sh.proto.as_mut() else {
-            return Poll::Ready(Err(Error::NotOpen(self.ready_state())));
+        let Some(proto) = sh.proto.as_ref() else {
+            return Some(Poll::Ready(Err(Error::NotOpen(self.ready_state()))));
         };
         if proto.state() != ReadyState::Open || proto.close_sent() {
-            return Poll::Ready(Err(Error::NotOpen(
-                self.ready_state().max_open(proto.state()),
-            )));
+            let state = self.ready_state().max_open(proto.state());
+            return Some(Poll::Ready(Err(Error::NotOpen(state))));
         }
         if pending > 0 && pending >= self.inner.config.write_buffer_limit {
             if let Some(cx) = cx {
                 sh.send_wakers.register(cx.waker());
-                return Poll::Pending;
+                return Some(Poll::Pending);
             }
         }
+        None
+    }
+
+    fn poll_queue(&self, cx: Option<&Context<'_>>, msg: &Message) -> Poll<Result<()>> {
+        let mut sh = self.inner.lock();
+        if let Some(refused) = self.admit(&mut sh, cx) {
+            return refused;
+        }
+        let Some(proto) = sh.proto.as_mut() else {
+            return Poll::Ready(Err(Error::NotOpen(self.ready_state())));
+        };
         let compression = match msg.compress_setting() {
             Some(false) => Compression::Never,
             _ => Compression::Auto,
@@ -661,21 +673,12 @@ impl Socket {
             return self.poll_queue(cx, &prepared.message);
         }
         let mut sh = self.inner.lock();
-        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        if let Some(refused) = self.admit(&mut sh, cx) {
+            return refused;
+        }
         let Some(proto) = sh.proto.as_mut() else {
             return Poll::Ready(Err(Error::NotOpen(self.ready_state())));
         };
-        if proto.state() != ReadyState::Open || proto.close_sent() {
-            return Poll::Ready(Err(Error::NotOpen(
-                self.ready_state().max_open(proto.state()),
-            )));
-        }
-        if pending > 0 && pending >= self.inner.config.write_buffer_limit {
-            if let Some(cx) = cx {
-                sh.send_wakers.register(cx.waker());
-                return Poll::Pending;
-            }
-        }
         let result = proto
             .send_encoded(prepared.frame.clone())
             .map_err(Error::from);

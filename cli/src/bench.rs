@@ -516,12 +516,7 @@ async fn drive(
                 if echo.len() != size || echo.kind() != message.kind() {
                     stats.errors += 1;
                 }
-                if sent >= measure_start && now < end {
-                    let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-                    stats.histogram.saturating_record(us.clamp(1, MAX_LATENCY_US));
-                    stats.messages += 1;
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
+                record(&mut stats, &counter, sent, now, (measure_start, end));
                 if socket.send(message.clone()).await.is_err() {
                     failed = true;
                     break;
