@@ -100,6 +100,8 @@ pub struct Connected {
 /// Opens a WebSocket connection to `url` (`ws://` or `wss://`) with `origin` ("" for none) and
 /// returns the handshaken stream, as the seed's `ws.connect`. It offers no subprotocol and no
 /// compression; use [`connect_with`] or [`crate::Socket::open`] for more.
+///
+/// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
 pub async fn connect(url: &str, origin: &str) -> Result<WsStream> {
     let mut options = ConnectOptions::default().no_deflate();
     if !origin.is_empty() {
@@ -148,6 +150,8 @@ fn parse_target(url: &str) -> Result<Target> {
 
 /// Connects to `url` with `options`: TCP (TCP_NODELAY on), TLS for `wss://` (SNI, ALPN
 /// http/1.1), then the opening handshake, each under its timeout.
+///
+/// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
 pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connected> {
     let target = parse_target(url)?;
     let timeout = options.connect_timeout;

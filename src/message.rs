@@ -344,6 +344,9 @@ impl Message {
     /// Reads one message from `reader` (the seed's `readFrom`), reading exactly its bytes and no
     /// more. Truncated input is [`ProtocolError::Truncated`]; a message over `max_size`, a bad
     /// opcode or reserved bit, or a bad control frame is an error, never a panic.
+    ///
+    /// Cancel safety: not cancel-safe: bytes already read are lost if the future is dropped, and
+    /// the stream is then in the middle of a frame.
     pub async fn read_from<R: AsyncRead + Unpin>(
         reader: &mut R,
         max_size: usize,
@@ -375,6 +378,8 @@ impl Message {
     }
 
     /// Writes the message to `writer` (the seed's `sendTo`) and flushes.
+    ///
+    /// Cancel safety: not cancel-safe: dropped midway, part of the frame may have been written.
     pub async fn write_to<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<()> {
         let frame = self.encode()?;
         writer.write_all(&frame).await?;

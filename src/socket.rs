@@ -506,6 +506,8 @@ impl Socket {
     }
 
     /// Connects and returns once the socket is OPEN, or with the error that stopped it.
+    ///
+    /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
     pub async fn open(url: &str, options: crate::connect::ConnectOptions) -> Result<Socket> {
         let conn = crate::connect::connect_with(url, &options).await?;
         let origin = options.origin.clone().unwrap_or_default();
@@ -650,7 +652,8 @@ impl Socket {
 
     /// Sends a frame encoded once for many sockets (see [`PreparedMessage`]). On a server
     /// socket the shared bytes are queued as they are, without copying or re-encoding; a client
-    /// socket (which must mask) encodes the message itself. Waits like [`Socket::send`].
+    /// socket (which must mask) encodes the message itself. Waits like [`Socket::send`], and
+    /// is cancel-safe as it is.
     pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
         poll_fn(|cx| self.poll_queue_prepared(Some(cx), prepared)).await
     }
@@ -694,7 +697,7 @@ impl Socket {
         }
     }
 
-    /// Sends a PING with `payload` (at most 125 bytes).
+    /// Sends a PING with `payload` (at most 125 bytes). Cancel safety: as [`Socket::send`].
     pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
         self.send(Message::ping(payload)).await
     }

@@ -233,6 +233,8 @@ where
 /// Does the server handshake on a raw stream (no HTTP stack): reads the request head (within
 /// the handshake timeout and limits), validates it, answers 101 (or a clear HTTP error, and
 /// then fails) and returns the OPEN socket with the request.
+///
+/// Cancel safety: dropping the future drops the connection.
 pub async fn accept(
     stream: impl Into<WsStream>,
     options: &AcceptOptions,
@@ -269,6 +271,8 @@ async fn accept_inner(
 /// Reads and parses a request head from `stream`. On a malformed or oversized head it answers
 /// with the matching HTTP error (400, 414, 431) before returning the error. The bytes after the
 /// head are returned with the request.
+///
+/// Cancel safety: not cancel-safe: bytes read so far are lost if the future is dropped.
 pub async fn read_request(
     stream: &mut WsStream,
     limits: &HandshakeLimits,
@@ -301,6 +305,8 @@ async fn reject(stream: &mut WsStream, err: &HandshakeError) {
 /// Completes the handshake for a request already read from `stream` (with `leftover`, the bytes
 /// read after its head): validates it, negotiates, answers 101 and returns the OPEN socket. An
 /// invalid request gets its HTTP error response, then the error is returned.
+///
+/// Cancel safety: dropping the future drops the connection.
 pub async fn accept_request(
     mut stream: WsStream,
     req: &http::Request<()>,
