@@ -706,17 +706,19 @@ impl Socket {
     ///
     /// Cancel safety: safe to drop; nothing is lost.
     pub async fn flush(&self) -> Result<()> {
-        poll_fn(|cx| {
-            let mut sh = self.inner.lock();
-            let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
-            if queued == 0 || sh.closed.is_some() {
-                return Poll::Ready(Ok(()));
-            }
-            sh.send_wakers.register(cx.waker());
-            Inner::wake_driver(&sh);
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Polls until everything queued so far has been handed to the transport.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut sh = self.inner.lock();
+        let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        if queued == 0 || sh.closed.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        sh.send_wakers.register(cx.waker());
+        Inner::wake_driver(&sh);
+        Poll::Pending
     }
 
     /// Starts the close handshake without waiting: validates `code` (1000 or 3000-4999) and
@@ -1048,14 +1050,7 @@ impl futures_sink::Sink<Message> for SocketWriter {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut sh = self.socket.inner.lock();
-        let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
-        if queued == 0 || sh.closed.is_some() {
-            return Poll::Ready(Ok(()));
-        }
-        sh.send_wakers.register(cx.waker());
-        Inner::wake_driver(&sh);
-        Poll::Pending
+        self.socket.poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {

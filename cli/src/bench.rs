@@ -110,6 +110,16 @@ struct ConnStats {
 /// The highest latency the histograms track (longer ones are recorded as this).
 const MAX_LATENCY_US: u64 = 60 * 60 * 1_000_000;
 
+impl ConnStats {
+    fn new() -> anyhow::Result<Self> {
+        Ok(ConnStats {
+            histogram: new_histogram()?,
+            messages: 0,
+            errors: 0,
+        })
+    }
+}
+
 fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| anyhow!("histogram: {e}"))
 }
@@ -382,11 +392,7 @@ async fn drive_raw(
     end: Instant,
     counter: Arc<AtomicU64>,
 ) -> anyhow::Result<ConnStats> {
-    let mut stats = ConnStats {
-        histogram: new_histogram()?,
-        messages: 0,
-        errors: 0,
-    };
+    let mut stats = ConnStats::new()?;
     let header = FrameHeader::new(message.kind(), message.len() as u64, Some(rand_key()));
     let mut frames = bytes::BytesMut::new();
     for _ in 0..pipeline {
@@ -483,11 +489,7 @@ async fn drive(
     end: Instant,
     counter: Arc<AtomicU64>,
 ) -> anyhow::Result<ConnStats> {
-    let mut stats = ConnStats {
-        histogram: new_histogram()?,
-        messages: 0,
-        errors: 0,
-    };
+    let mut stats = ConnStats::new()?;
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
     let mut stop = pin!(tokio::time::sleep_until(end));
     let mut failed = false;
