@@ -273,18 +273,13 @@ async fn client_handshake(
     };
     let extensions = checked.extensions.join(", ");
     // Whatever followed the head is WebSocket data: replay it first.
-    let (inner, _) = into_parts(stream);
     Ok(Connected {
-        stream: WsStream::new(inner, buf),
+        stream: WsStream::new(stream.into_inner(), buf),
         response,
         protocol: checked.protocol,
         deflate,
         extensions,
     })
-}
-
-fn into_parts(stream: WsStream) -> (Inner, ()) {
-    (stream.into_inner(), ())
 }
 
 pub(crate) async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {

@@ -577,7 +577,7 @@ impl Socket {
             return Some(Poll::Ready(Err(Error::NotOpen(self.ready_state()))));
         };
         if proto.state() != ReadyState::Open || proto.close_sent() {
-            let state = self.ready_state().max_open(proto.state());
+            let state = self.ready_state().max(proto.state());
             return Some(Poll::Ready(Err(Error::NotOpen(state))));
         }
         if pending > 0 && pending >= self.inner.config.write_buffer_limit {
@@ -748,8 +748,7 @@ impl Socket {
             Some(proto) => {
                 proto.close(code, reason);
                 if proto.state() != ReadyState::Open {
-                    self.inner
-                        .set_state(ReadyState::Closing.max_open(proto.state()));
+                    self.inner.set_state(ReadyState::Closing.max(proto.state()));
                 }
                 Inner::wake_driver(&sh);
             }
@@ -888,21 +887,6 @@ impl Socket {
     /// Calls `f` once if the connection fails (before the close event).
     pub fn on_error(&self, f: impl Fn(ErrorEvent) + Send + Sync + 'static) {
         self.set_callback(|c| c.error = Some(Arc::new(f)));
-    }
-}
-
-trait MaxOpen {
-    fn max_open(self, other: ReadyState) -> ReadyState;
-}
-
-impl MaxOpen for ReadyState {
-    /// The later of two states.
-    fn max_open(self, other: ReadyState) -> ReadyState {
-        if (other as u8) > (self as u8) {
-            other
-        } else {
-            self
-        }
     }
 }
 
@@ -1103,7 +1087,7 @@ enum Step {
 impl Driver {
     /// Moves the protocol's output into the write queue; reads the close-related state.
     fn sync(&mut self, cx: &Context<'_>) -> (bool, bool, bool) {
-        let inner = self.inner.clone();
+        let inner = &self.inner;
         let mut sh = inner.lock();
         let sh = &mut *sh;
         match &sh.driver {
@@ -1239,7 +1223,7 @@ impl Driver {
 
     /// Decodes what was read, delivering messages and recording the end.
     fn process(&mut self) {
-        let inner = self.inner.clone();
+        let inner = &self.inner;
         let mut sh = inner.lock();
         let sh = &mut *sh;
         self.undecoded = false;

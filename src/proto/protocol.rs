@@ -27,8 +27,8 @@ use super::frame::{FrameHeader, OpCode};
 use super::Role;
 
 /// The state of a connection. The discriminants are the seed's constants (`ws.CONNECTING` …
-/// `ws.CLOSED`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// `ws.CLOSED`); states are ordered as a connection goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum ReadyState {
     /// 0: the handshake is under way (`ws.CONNECTING`).
@@ -165,13 +165,6 @@ impl Output {
         dst.extend(self.chunks.drain(..));
         self.len = 0;
         n
-    }
-
-    /// Drops everything waiting.
-    pub fn clear(&mut self) {
-        self.chunks.clear();
-        self.tail.clear();
-        self.len = 0;
     }
 }
 
@@ -352,7 +345,7 @@ impl Protocol {
                     self.close_info = Some(info);
                     self.state = ReadyState::Closing;
                 }
-                self.buf_after_close(buf);
+                buf.clear();
                 Ok(Some(Incoming::Close(frame)))
             }
             Ok(other) => Ok(other),
@@ -392,10 +385,6 @@ impl Protocol {
     /// Fails the connection for `err` (see [`Protocol::fail`]).
     pub fn fail_with(&mut self, err: &ProtocolError) {
         self.fail(err.close_code(), &err.to_string());
-    }
-
-    fn buf_after_close(&mut self, buf: &mut BytesMut) {
-        buf.clear();
     }
 
     /// Fails the connection: queues a CLOSE with `code` (unless one was sent) and marks the
