@@ -50,37 +50,14 @@ fi
 echo "building (release, fat LTO)..." >&2
 cargo build --release -q -p wsx-bench >&2
 
-NODE_JS=""
-if [ "$NODE" = 1 ] && command -v node >/dev/null && command -v npm >/dev/null; then
-  if [ ! -f "$CACHE/node_modules/ws/package.json" ]; then
-    echo "installing ws from npm into $CACHE..." >&2
-    mkdir -p "$CACHE"
-    timeout 300 npm install --silent --no-audit --no-fund --prefix "$CACHE" ws@8 >&2
-  fi
-  NODE_JS=$(mktemp --suffix=.js)
-  cat >"$NODE_JS" <<'EOF'
-// Echo server on Node's `ws`; --deflate turns on perMessageDeflate with ws's defaults.
-const { WebSocketServer } = require(process.env.WS_MODULE);
-const deflate = process.argv.includes('--deflate');
-const i = process.argv.indexOf('--listen');
-const [host, port] = (i > 0 ? process.argv[i + 1] : '127.0.0.1:0').split(':');
-const wss = new WebSocketServer({ host, port: Number(port), perMessageDeflate: deflate,
-                                  maxPayload: 64 << 20, backlog: 4096 });
-wss.on('listening', () => console.log(`listening on ws://${host}:${wss.address().port}`));
-wss.on('connection', (ws) => {
-  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-});
-EOF
-  export WS_MODULE
-  WS_MODULE=$(realpath "$CACHE/node_modules/ws")
-fi
+# shellcheck source=scripts/node_ws.sh
+source "$(dirname "$0")/node_ws.sh"
 
 SERVER_PID=""
 CLIENT_PID=""
 cleanup() {
   if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-  if [ -n "$NODE_JS" ]; then rm -f "$NODE_JS"; fi
 }
 trap cleanup EXIT
 
