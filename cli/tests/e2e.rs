@@ -103,6 +103,19 @@ async fn http_get(addr: &str, path: &str) -> String {
     String::from_utf8(out).expect("UTF-8 response")
 }
 
+/// Starts `wsx ARGS` with stdin and stdout piped (stderr too, so a failure message is kept);
+/// killed when dropped.
+fn spawn_piped(args: &[&str]) -> tokio::process::Child {
+    Command::new(WSX)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_text_and_binary() {
     bounded(30, async {
@@ -254,14 +267,7 @@ async fn plain_requests_to_endpoints_get_426_and_unknown_paths_404() {
 async fn connect_round_trip_through_pipes() {
     bounded(30, async {
         let server = Server::start(&[]).await;
-        let mut child = Command::new(WSX)
-            .args(["connect", &server.url("/echo")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(&["connect", &server.url("/echo")]);
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdin.write_all(b"hello\nworld\r\n").await.unwrap();
@@ -287,14 +293,7 @@ async fn connect_round_trip_through_pipes() {
 async fn connect_binary_base64() {
     bounded(30, async {
         let server = Server::start(&[]).await;
-        let mut child = Command::new(WSX)
-            .args(["connect", "--binary", "--base64", &server.url("/echo")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(&["connect", "--binary", "--base64", &server.url("/echo")]);
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdin.write_all(&[0, 1, 2, 255]).await.unwrap();
@@ -424,19 +423,12 @@ async fn tls_serve_and_connect_with_ca() {
         ])
         .await;
         assert_eq!(server.scheme, "wss");
-        let mut child = Command::new(WSX)
-            .args([
-                "connect",
-                "--ca",
-                ca.to_str().unwrap(),
-                &server.url("/echo"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(&[
+            "connect",
+            "--ca",
+            ca.to_str().unwrap(),
+            &server.url("/echo"),
+        ]);
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdin.write_all(b"over tls\n").await.unwrap();
