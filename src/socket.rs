@@ -1,10 +1,12 @@
 //! [`Socket`]: the seed's `ws.Socket` (fibjs `WebSocket`), the event-driven connection object of
 //! both the client and the server side.
 //!
-//! Each socket has one driver task that owns the transport: it writes what the application
-//! queued (everything queued since its last write goes out in one vectored write), reads and
-//! decodes frames, answers PINGs and the close handshake, and runs the timers. The [`Socket`]
-//! handle is cheap to clone; every clone talks to the same connection.
+//! Each socket has one driver task that reads and decodes frames, answers PINGs and the close
+//! handshake, runs the timers and writes what the application queued (everything queued since
+//! its last write goes out in one vectored write). On plain TCP a `send` that finds nothing else
+//! waiting writes its frame at once instead, without a trip through the driver; the sends that
+//! follow it before the driver runs again are batched as above. The [`Socket`] handle is cheap
+//! to clone; every clone talks to the same connection.
 //!
 //! Messages can be taken by pulling ([`Socket::recv`], the [`futures_core::Stream`] impl,
 //! [`Socket::split`]) or through callbacks ([`Socket::on_message`] and friends). Messages that
@@ -21,14 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::proto::deflate::{DeflateConfig, DeflateParams};
-use crate::proto::protocol::CloseInfo;
+use crate::proto::protocol::{CloseInfo, Output};
 use crate::proto::{
     CloseCode, Compression, FrameHeader, Incoming, Limits, OpCode, Protocol, ReadyState, Role,
 };
@@ -205,7 +208,14 @@ struct Shared {
     proto: Option<Protocol>,
     incoming: VecDeque<Message>,
     incoming_bytes: usize,
-    write_pending: usize,
+    /// The write side of a plain TCP transport, shared so that `send` can write at once when
+    /// nothing else is queued (over TLS or another transport the driver does all writing).
+    writer: Option<OwnedWriteHalf>,
+    /// The last write found the transport full: the driver waits for it to drain.
+    write_blocked: bool,
+    /// A `send` wrote straight to the transport since the driver last ran: the next ones are
+    /// left to the driver, so that a burst of sends goes out in one vectored write.
+    wrote_direct: bool,
     opened: bool,
     error: Option<ErrorEvent>,
     closed: Option<CloseEvent>,
@@ -223,6 +233,52 @@ struct Shared {
 }
 
 impl Shared {
+    /// Bytes queued for sending and not yet handed to the transport.
+    fn queued(&mut self) -> usize {
+        self.proto.as_mut().map_or(0, |p| p.output().len())
+    }
+
+    /// After a message was queued: writes it at once when that is cheap and cannot reorder
+    /// anything (plain TCP, nothing else waiting, no write since the driver last ran, no
+    /// received message left that the application is about to answer); otherwise leaves it to
+    /// the driver, which writes everything queued by then in one go.
+    fn write_or_wake(&mut self) {
+        if self.writer.is_some()
+            && !self.write_blocked
+            && !self.wrote_direct
+            && self.incoming.is_empty()
+        {
+            self.wrote_direct = true;
+            if self.try_write_direct() {
+                self.send_wakers.wake_all();
+                return;
+            }
+        }
+        Inner::wake_driver(self);
+    }
+
+    /// Writes the queued output without waiting; `true` if all of it went out.
+    fn try_write_direct(&mut self) -> bool {
+        let (Some(writer), Some(proto)) = (self.writer.as_ref(), self.proto.as_mut()) else {
+            return false;
+        };
+        let out = proto.output();
+        while !out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = out.io_slices(&mut slices);
+            match writer.try_write_vectored(&slices[..n]) {
+                Ok(0) => return false,
+                Ok(k) => out.advance(k),
+                Err(_) => {
+                    // Full (or failed): the driver takes over and sees the error, if any.
+                    self.write_blocked = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Whether a consumer (a `recv` call or the message callback) is waiting for a message.
     fn consumer_waiting(&self) -> bool {
         !self.recv_wakers.0.is_empty()
@@ -327,6 +383,9 @@ impl Inner {
             });
         }
         self.set_state(ReadyState::Closed);
+        // Dropping the write half of a TCP transport shuts it down; the read half goes with
+        // the driver.
+        sh.writer = None;
         sh.recv_wakers.wake_all();
         sh.send_wakers.wake_all();
         sh.close_wakers.wake_all();
@@ -393,7 +452,9 @@ impl Socket {
                     proto: None,
                     incoming: VecDeque::new(),
                     incoming_bytes: 0,
-                    write_pending: 0,
+                    writer: None,
+                    write_blocked: false,
+                    wrote_direct: false,
                     opened: false,
                     error: None,
                     closed: None,
@@ -436,8 +497,17 @@ impl Socket {
             proto.enable_deflate(params, &negotiated.deflate_config);
         }
         let rbuf = stream.take_prefix();
+        // Plain TCP is split so that senders can write without a trip through the driver.
+        let (io, writer) = match stream.into_inner() {
+            crate::stream::Inner::Plain(tcp) => {
+                let (read, write) = tcp.into_split();
+                (Io::Tcp(read), Some(write))
+            }
+            other => (Io::Whole(WsStream::new(other, BytesMut::new())), None),
+        };
         {
             let mut sh = inner.lock();
+            sh.writer = writer;
             sh.proto = Some(proto);
             sh.opened = true;
             inner.set_state(ReadyState::Open);
@@ -447,10 +517,8 @@ impl Socket {
         }
         let driver = Driver {
             inner: inner.clone(),
-            io: stream,
+            io,
             rbuf,
-            wq: VecDeque::new(),
-            wq_len: 0,
             read_eof: false,
             shutdown: false,
             close_timer: None,
@@ -564,15 +632,15 @@ impl Socket {
 
     /// Bytes held by this connection's compression state and partly received message.
     pub fn memory_usage(&self) -> usize {
-        let sh = self.inner.lock();
-        sh.proto.as_ref().map_or(0, Protocol::memory_usage) + sh.write_pending
+        let mut sh = self.inner.lock();
+        sh.proto.as_ref().map_or(0, Protocol::memory_usage) + sh.queued()
     }
 
     /// Whether a message may be queued now: `Some(Ready(Err))` unless OPEN, `Some(Pending)`
     /// (with `cx` registered) while the write buffer is over its limit, `None` to go ahead. With
     /// no `cx`, a full buffer does not stop the message.
     fn admit(&self, sh: &mut Shared, cx: Option<&Context<'_>>) -> Option<Poll<Result<()>>> {
-        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        let pending = sh.queued();
         let Some(proto) = sh.proto.as_ref() else {
             return Some(Poll::Ready(Err(Error::NotOpen(self.ready_state()))));
         };
@@ -616,7 +684,11 @@ impl Socket {
                 .send(kind, msg.body().clone(), compression)
                 .map_err(Error::from),
         };
-        Inner::wake_driver(&sh);
+        if msg.kind() == OpCode::Close {
+            Inner::wake_driver(&sh);
+        } else if result.is_ok() {
+            sh.write_or_wake();
+        }
         Poll::Ready(result)
     }
 
@@ -647,7 +719,7 @@ impl Socket {
     /// `bufferedAmount`).
     pub fn buffered_amount(&self) -> usize {
         let mut sh = self.inner.lock();
-        sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len())
+        sh.queued()
     }
 
     /// Sends a frame encoded once for many sockets (see [`PreparedMessage`]). On a server
@@ -685,7 +757,9 @@ impl Socket {
         let result = proto
             .send_encoded(prepared.frame.clone())
             .map_err(Error::from);
-        Inner::wake_driver(&sh);
+        if result.is_ok() {
+            sh.write_or_wake();
+        }
         Poll::Ready(result)
     }
 
@@ -712,7 +786,7 @@ impl Socket {
     /// Polls until everything queued so far has been handed to the transport.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut sh = self.inner.lock();
-        let queued = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        let queued = sh.queued();
         if queued == 0 || sh.closed.is_some() {
             return Poll::Ready(Ok(()));
         }
@@ -1021,7 +1095,7 @@ impl futures_sink::Sink<Message> for SocketWriter {
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut sh = self.socket.inner.lock();
-        let pending = sh.write_pending + sh.proto.as_mut().map_or(0, |p| p.output().len());
+        let pending = sh.queued();
         if pending > 0 && pending >= self.socket.inner.config.write_buffer_limit {
             sh.send_wakers.register(cx.waker());
             return Poll::Pending;
@@ -1051,13 +1125,43 @@ impl futures_sink::Sink<Message> for SocketWriter {
     }
 }
 
+/// The transport as the driver holds it.
+enum Io {
+    /// The read half of plain TCP; the write half is in [`Shared::writer`].
+    Tcp(OwnedReadHalf),
+    /// Any other transport, read and written by the driver alone.
+    Whole(WsStream),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            Io::Whole(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+/// What [`Driver::sync`] found.
+struct Synced {
+    close_sent: bool,
+    should_close: bool,
+    handshake_done: bool,
+    /// Bytes still queued after writing.
+    pending: usize,
+    /// Whether anything was written.
+    progress: bool,
+}
+
 /// The per-connection task: moves bytes between the transport and the protocol.
 struct Driver {
     inner: Arc<Inner>,
-    io: WsStream,
+    io: Io,
     rbuf: BytesMut,
-    wq: VecDeque<Bytes>,
-    wq_len: usize,
     read_eof: bool,
     shutdown: bool,
     close_timer: Option<Pin<Box<Sleep>>>,
@@ -1079,14 +1183,54 @@ const IDLE_READ: usize = 4096;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
+/// Writes `out` to `w` until it is empty or `w` is full; whether anything was written.
+fn write_out<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut Output,
+    cx: &mut Context<'_>,
+) -> std::io::Result<bool> {
+    let mut progress = false;
+    while !out.is_empty() {
+        let poll = if w.is_write_vectored() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = out.io_slices(&mut slices);
+            Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n])
+        } else {
+            Pin::new(&mut *w).poll_write(cx, out.first_chunk())
+        };
+        match poll {
+            Poll::Ready(Ok(0)) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "the transport accepted no bytes",
+                ))
+            }
+            Poll::Ready(Ok(n)) => {
+                progress = true;
+                out.advance(n);
+            }
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    if out.is_empty() && progress {
+        // TLS keeps records in its own buffer until flushed.
+        if let Poll::Ready(Err(e)) = Pin::new(&mut *w).poll_flush(cx) {
+            return Err(e);
+        }
+    }
+    Ok(progress)
+}
+
 enum Step {
     Continue,
     Finished,
 }
 
 impl Driver {
-    /// Moves the protocol's output into the write queue; reads the close-related state.
-    fn sync(&mut self, cx: &Context<'_>) -> (bool, bool, bool) {
+    /// Writes what the protocol queued (from the head of its output, so no sender's bytes can
+    /// overtake another's) and reads the close-related state.
+    fn sync(&mut self, cx: &mut Context<'_>) -> std::io::Result<Synced> {
         let inner = &self.inner;
         let mut sh = inner.lock();
         let sh = &mut *sh;
@@ -1094,12 +1238,19 @@ impl Driver {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => sh.driver = Some(cx.waker().clone()),
         }
+        sh.wrote_direct = false;
         if inner.handles.load(Ordering::Acquire) == 0 && !sh.callbacks.any() {
             // Nobody will take the messages received before a protocol error.
             sh.apply_pending_end();
         }
         let Some(proto) = sh.proto.as_mut() else {
-            return (false, true, false);
+            return Ok(Synced {
+                close_sent: false,
+                should_close: true,
+                handshake_done: false,
+                pending: 0,
+                progress: false,
+            });
         };
         if inner.handles.load(Ordering::Acquire) == 0
             && !sh.callbacks.any()
@@ -1110,67 +1261,36 @@ impl Driver {
         if proto.state() != ReadyState::Open {
             inner.set_state(ReadyState::Closing);
         }
-        self.wq_len += proto.output().drain_into(&mut self.wq);
-        sh.write_pending = self.wq_len;
-        let flags = (
-            proto.close_sent(),
-            proto.should_close_transport(),
-            proto.close_handshake_done(),
-        );
-        if self.wq_len < inner.config.write_buffer_limit {
+        let out = proto.output();
+        let progress = match (&mut self.io, sh.writer.as_mut()) {
+            (Io::Tcp(_), Some(w)) => write_out(w, out, cx)?,
+            (Io::Whole(s), _) => write_out(s, out, cx)?,
+            (Io::Tcp(_), None) => false,
+        };
+        let pending = out.len();
+        sh.write_blocked = pending > 0;
+        let synced = Synced {
+            close_sent: proto.close_sent(),
+            should_close: proto.should_close_transport(),
+            handshake_done: proto.close_handshake_done(),
+            pending,
+            progress,
+        };
+        if pending < inner.config.write_buffer_limit {
             sh.send_wakers.wake_all();
         }
-        flags
+        Ok(synced)
     }
 
-    fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
-        let mut progress = false;
-        while self.wq_len > 0 {
-            let poll = if self.wq.len() > 1 && self.io.is_write_vectored() {
-                let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let mut n = 0;
-                for chunk in self.wq.iter().take(MAX_IOV) {
-                    slices[n] = IoSlice::new(chunk);
-                    n += 1;
-                }
-                Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
-            } else {
-                let front = self.wq.front().map_or(&[][..], |b| &b[..]);
-                Pin::new(&mut self.io).poll_write(cx, front)
-            };
-            match poll {
-                Poll::Ready(Ok(0)) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::WriteZero,
-                        "the transport accepted no bytes",
-                    ))
-                }
-                Poll::Ready(Ok(mut n)) => {
-                    progress = true;
-                    self.wq_len -= n;
-                    while n > 0 {
-                        let Some(front) = self.wq.front_mut() else {
-                            break;
-                        };
-                        let k = n.min(front.len());
-                        front.advance(k);
-                        n -= k;
-                        if front.is_empty() {
-                            self.wq.pop_front();
-                        }
-                    }
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => break,
-            }
+    /// Shuts the transport's write side down.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.io {
+            Io::Whole(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tcp(_) => match self.inner.lock().writer.as_mut() {
+                Some(w) => Pin::new(w).poll_shutdown(cx),
+                None => Poll::Ready(Ok(())),
+            },
         }
-        if self.wq_len == 0 && progress {
-            // TLS keeps records in its own buffer until flushed.
-            if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
-                return Err(e);
-            }
-        }
-        Ok(progress)
     }
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
@@ -1296,22 +1416,28 @@ impl Driver {
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
         loop {
             let mut progress = false;
-            let (close_sent, should_close, handshake_done) = self.sync(cx);
+            let Synced {
+                close_sent,
+                should_close,
+                handshake_done,
+                pending,
+                progress: wrote,
+            } = match self.sync(cx) {
+                Ok(synced) => synced,
+                Err(e) => return self.fail_io(e),
+            };
+            progress |= wrote;
             if close_sent && self.close_timer.is_none() {
                 self.close_timer = Some(Box::pin(tokio::time::sleep(
                     self.inner.config.close_timeout,
                 )));
             }
-            match self.write(cx) {
-                Ok(p) => progress |= p,
-                Err(e) => return self.fail_io(e),
-            }
-            if self.wq_len > 0 {
+            if pending > 0 {
                 if let Some(limit) = self.inner.config.write_timeout {
                     let timer = self
                         .write_timer
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                    if progress {
+                    if wrote {
                         timer.as_mut().reset(Instant::now() + limit);
                     }
                     if timer.as_mut().poll(cx).is_ready() {
@@ -1327,13 +1453,13 @@ impl Driver {
             } else {
                 self.write_timer = None;
             }
-            if self.wq_len == 0
+            if pending == 0
                 && (should_close
                     || (self.read_eof && handshake_done)
                     || (self.read_eof && close_sent))
                 && !self.shutdown
             {
-                match Pin::new(&mut self.io).poll_shutdown(cx) {
+                match self.poll_shutdown(cx) {
                     Poll::Ready(_) => {
                         self.shutdown = true;
                         return Step::Finished;
@@ -1341,7 +1467,7 @@ impl Driver {
                     Poll::Pending => {}
                 }
             }
-            if self.read_eof && self.wq_len == 0 {
+            if self.read_eof && pending == 0 {
                 return Step::Finished;
             }
             let queue_full = self.inner.lock().queue_full(&self.inner.config);
@@ -1351,7 +1477,7 @@ impl Driver {
             }
             // While the peer does not take what we write, read nothing more from it either:
             // PONGs and echoes it provokes cannot pile up (RFC 6455 §5.5.3 lets us skip PONGs).
-            let write_stalled = self.wq_len >= self.inner.config.write_buffer_limit;
+            let write_stalled = pending >= self.inner.config.write_buffer_limit;
             if !self.read_eof && !queue_full && !write_stalled && !self.shutdown {
                 match self.read(cx) {
                     Poll::Ready(Ok(0)) => {

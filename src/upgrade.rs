@@ -216,7 +216,7 @@ where
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let stream = WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new());
+                    let stream = into_stream(upgraded);
                     let socket =
                         Socket::from_stream(stream, Role::Server, negotiated, config, url, origin);
                     accept(socket, parts).await;
@@ -227,6 +227,20 @@ where
             }
         });
         ready(Ok(response.map(|()| String::new())))
+    }
+}
+
+/// The upgraded connection as a [`WsStream`]: plain TCP again when the HTTP server ran straight
+/// on a `TokioIo<TcpStream>` (a bare hyper HTTP/1 connection), which lets the socket take its
+/// fastest path; any other transport (axum's `serve` wraps the stream) stays boxed. Bytes the
+/// server read past the request are kept.
+fn into_stream(upgraded: hyper::upgrade::Upgraded) -> WsStream {
+    match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+        Ok(parts) => WsStream::new(
+            crate::stream::Inner::Plain(parts.io.into_inner()),
+            BytesMut::from(&parts.read_buf[..]),
+        ),
+        Err(upgraded) => WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new()),
     }
 }
 

@@ -60,3 +60,54 @@ async fn axum_route_service_upgrades() {
     .await
     .unwrap();
 }
+
+/// A bare hyper HTTP/1 server hands over its `TokioIo<TcpStream>`: the socket runs on plain TCP
+/// again, and a frame the client sent right behind its request (so hyper read it along with the
+/// request head) is not lost.
+#[tokio::test]
+async fn hyper_http1_upgrade_keeps_bytes_read_past_the_request() {
+    use tokio::io::AsyncWriteExt;
+    tokio::time::timeout(LIMIT, async {
+        let echo = wsx::upgrade(|socket: Socket, _parts: http::request::Parts| async move {
+            while let Ok(m) = socket.recv().await {
+                if socket.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(move |req| {
+                let mut echo = echo.clone();
+                tower::Service::call(&mut echo, req)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .with_upgrades()
+                .await;
+        });
+
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut bytes = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        bytes.extend(common::client_frame(
+            wsx::OpCode::Text,
+            true,
+            b"sent before the 101",
+        ));
+        tcp.write_all(&bytes).await.unwrap();
+        let head = common::read_head(&mut tcp).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (fin, opcode, payload) = common::read_frame(&mut tcp).await.unwrap();
+        assert!(fin);
+        assert_eq!(opcode, 1);
+        assert_eq!(payload, b"sent before the 101");
+    })
+    .await
+    .unwrap();
+}

@@ -155,6 +155,58 @@ async fn concurrent_senders_keep_each_ones_order() {
     .unwrap();
 }
 
+/// Senders on several threads with messages large enough to fill the TCP buffers, so that some
+/// writes go straight out from `send`, some are left half-written and some wait for the driver:
+/// every sender's messages still arrive whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_large_and_small_senders_stay_byte_exact() {
+    fn body(t: u32, i: u32) -> Vec<u8> {
+        let len = match i % 4 {
+            0 => 3,
+            1 => 200,
+            2 => 70_000,
+            _ => 300_000 + (t * 1_000) as usize,
+        };
+        let mut b: Vec<u8> = (0..len).map(|k| (k as u32 ^ (t * 31 + i)) as u8).collect();
+        b[..3].copy_from_slice(&[t as u8, (i >> 8) as u8, i as u8]);
+        b
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let addr = echo_server(AcceptOptions::default().no_deflate()).await;
+        let options = ConnectOptions {
+            deflate: None,
+            ..ConnectOptions::default()
+        };
+        let socket = Socket::open(&url(addr, "/"), options).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..4u32 {
+            let s = socket.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..60u32 {
+                    s.send(body(t, i)).await.unwrap();
+                    if i % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }));
+        }
+        let mut next = [0u32; 4];
+        for _ in 0..240 {
+            let m = socket.recv().await.unwrap();
+            let t = m.body()[0] as usize;
+            let i = next[t];
+            assert!(m.body()[..] == body(t as u32, i)[..], "sender {t} message {i}");
+            next[t] += 1;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        socket.close(1000, "").await.unwrap();
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn close_codes_both_ways() {
     tokio::time::timeout(LIMIT, async {

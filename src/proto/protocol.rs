@@ -154,18 +154,6 @@ impl Output {
             self.tail = BytesMut::new();
         }
     }
-
-    /// Moves everything waiting into `dst` as `Bytes` chunks, without copying; returns how many
-    /// bytes moved.
-    pub fn drain_into(&mut self, dst: &mut VecDeque<Bytes>) -> usize {
-        let n = self.len;
-        if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
-        }
-        dst.extend(self.chunks.drain(..));
-        self.len = 0;
-        n
-    }
 }
 
 /// How a connection ended, as reported to the application.
