@@ -531,6 +531,7 @@ impl Socket {
             awaiting_pong: false,
             heard: false,
             undecoded: true,
+            read_hint: 0,
         };
         tokio::spawn(driver);
     }
@@ -1174,14 +1175,38 @@ struct Driver {
     /// `rbuf` may hold bytes not decoded yet (after the handshake, or after the receive queue
     /// filled up in the middle of a read).
     undecoded: bool,
+    /// The size of the large frame the last message started with (0 after a small one): how
+    /// much to read at once when the next one comes.
+    read_hint: usize,
 }
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 /// The stack buffer an idle connection reads into.
 const IDLE_READ: usize = 4096;
+/// Room left past the end of the frame being read: a read that does not fill the buffer tells
+/// the runtime the socket is drained, which saves a read that would only find it empty.
+const READ_SLACK: usize = 1024;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
+
+/// The size (up to 1 MiB) of the frame that `data` starts with, if that is more than
+/// [`IDLE_READ`]; 0 for a smaller frame or an incomplete header.
+fn large_frame(data: &[u8]) -> usize {
+    match FrameHeader::decode(data) {
+        Ok(Some((h, header_len))) => {
+            let len = (header_len as u64)
+                .saturating_add(h.payload_len)
+                .min(1 << 20) as usize;
+            if len > IDLE_READ {
+                len
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
 
 /// Writes `out` to `w` until it is empty or `w` is full; whether anything was written.
 fn write_out<W: AsyncWrite + Unpin>(
@@ -1295,9 +1320,24 @@ impl Driver {
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.rbuf.is_empty() {
-            // Between messages: read into the stack first (uninitialized: nothing to zero), so
-            // an idle connection holds no read buffer at all (see `process`, which releases it
-            // once everything is decoded).
+            // Between messages an idle connection holds no read buffer at all (`process`
+            // releases it once everything is decoded).
+            if self.read_hint > 0 {
+                // The last message started with a large frame: read the next one straight into
+                // a buffer of that size (one read, no copy); give the buffer back if nothing
+                // came.
+                self.rbuf.reserve(self.read_hint + READ_SLACK);
+                let poll =
+                    tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf);
+                if self.rbuf.is_empty() {
+                    self.rbuf = BytesMut::new();
+                } else {
+                    self.read_hint = large_frame(&self.rbuf);
+                }
+                return poll;
+            }
+            // Small messages: read into the stack (uninitialized: nothing to zero) and copy
+            // what came into a buffer of its size.
             let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
             let mut buf = ReadBuf::uninit(&mut stack);
             return match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
@@ -1307,17 +1347,16 @@ impl Driver {
                     if n > 0 {
                         // Room for the whole frame that starts here (up to 1 MiB), so that the
                         // next read can take the rest of it at once.
-                        let frame = match FrameHeader::decode(data) {
-                            Ok(Some((h, header_len))) => {
-                                (header_len as u64).saturating_add(h.payload_len)
-                            }
-                            _ => 0,
+                        self.read_hint = large_frame(data);
+                        let room = if self.read_hint > n {
+                            self.read_hint + READ_SLACK
+                        } else {
+                            n
                         };
-                        let room = frame.min(1 << 20) as usize;
                         let room = if n == IDLE_READ {
                             room.max(READ_CHUNK)
                         } else {
-                            room.max(n)
+                            room
                         };
                         self.rbuf.reserve(room);
                         self.rbuf.extend_from_slice(data);
@@ -1336,7 +1375,8 @@ impl Driver {
         };
         let spare = self.rbuf.capacity() - self.rbuf.len();
         if spare < READ_CHUNK / 4 || wanted > spare {
-            self.rbuf.reserve(wanted.clamp(READ_CHUNK, 1 << 20));
+            self.rbuf
+                .reserve(wanted.clamp(READ_CHUNK, 1 << 20) + READ_SLACK);
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf)
     }

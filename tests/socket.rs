@@ -195,7 +195,10 @@ async fn concurrent_large_and_small_senders_stay_byte_exact() {
             let m = socket.recv().await.unwrap();
             let t = m.body()[0] as usize;
             let i = next[t];
-            assert!(m.body()[..] == body(t as u32, i)[..], "sender {t} message {i}");
+            assert!(
+                m.body()[..] == body(t as u32, i)[..],
+                "sender {t} message {i}"
+            );
             next[t] += 1;
         }
         for t in tasks {
