@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, Sleep};
 
@@ -208,11 +208,15 @@ struct Shared {
     proto: Option<Protocol>,
     incoming: VecDeque<Message>,
     incoming_bytes: usize,
-    /// The write side of a plain TCP transport, shared so that `send` can write at once when
-    /// nothing else is queued (over TLS or another transport the driver does all writing).
-    writer: Option<OwnedWriteHalf>,
-    /// The last write found the transport full: the driver waits for it to drain.
+    /// The write side of the transport, shared so that `send` can write at once when nothing
+    /// else is queued. `None` before the socket opens and after it closed.
+    writer: Option<Writer>,
+    /// The last write found the transport full (or could not flush it): the driver waits for
+    /// it to drain.
     write_blocked: bool,
+    /// Bytes were handed to the transport and not flushed yet (TLS keeps records in its own
+    /// buffer until flushed).
+    unflushed: bool,
     /// A `send` wrote straight to the transport since the driver last ran: the next ones are
     /// left to the driver, so that a burst of sends goes out in one vectored write.
     wrote_direct: bool,
@@ -238,10 +242,11 @@ impl Shared {
         self.proto.as_mut().map_or(0, |p| p.output().len())
     }
 
-    /// After a message was queued: writes it at once when that is cheap and cannot reorder
-    /// anything (plain TCP, nothing else waiting, no write since the driver last ran, no
-    /// received message left that the application is about to answer); otherwise leaves it to
-    /// the driver, which writes everything queued by then in one go.
+    /// After a message was queued: writes it at once when that is cheap (the transport is not
+    /// known to be full, no write since the driver last ran, no received message left that the
+    /// application is about to answer); otherwise leaves it to the driver, which writes
+    /// everything queued by then in one go. Either way bytes leave from the head of the one
+    /// output queue, so nothing can be reordered.
     fn write_or_wake(&mut self) {
         if self.writer.is_some()
             && !self.write_blocked
@@ -257,26 +262,41 @@ impl Shared {
         Inner::wake_driver(self);
     }
 
-    /// Writes the queued output without waiting; `true` if all of it went out.
+    /// Writes the queued output without waiting; `true` if all of it went out. When it did
+    /// not (the transport is full, or failed), the driver takes over and sees the error, if any.
     fn try_write_direct(&mut self) -> bool {
-        let (Some(writer), Some(proto)) = (self.writer.as_ref(), self.proto.as_mut()) else {
+        let (Some(writer), Some(proto)) = (self.writer.as_mut(), self.proto.as_mut()) else {
             return false;
         };
         let out = proto.output();
-        while !out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let n = out.io_slices(&mut slices);
-            match writer.try_write_vectored(&slices[..n]) {
-                Ok(0) => return false,
-                Ok(k) => out.advance(k),
-                Err(_) => {
-                    // Full (or failed): the driver takes over and sees the error, if any.
-                    self.write_blocked = true;
-                    return false;
+        let done = match writer {
+            Writer::Tcp(tcp) => {
+                // `try_write_vectored` leaves the driver's registration for writability alone.
+                while !out.is_empty() {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let n = out.io_slices(&mut slices);
+                    match tcp.try_write_vectored(&slices[..n]) {
+                        Ok(k) if k > 0 => out.advance(k),
+                        _ => break,
+                    }
                 }
+                out.is_empty()
             }
+            Writer::Split(w) => {
+                // The driver is not waiting on this transport's writability (`write_blocked` is
+                // false), so polling it with a waker that does nothing takes nothing from it;
+                // if the write cannot finish, the driver is woken and polls it itself.
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut unflushed = self.unflushed;
+                let ok = write_out(w, out, &mut unflushed, &mut cx).is_ok();
+                self.unflushed = unflushed;
+                ok && out.is_empty() && !unflushed
+            }
+        };
+        if !done {
+            self.write_blocked = true;
         }
-        true
+        done
     }
 
     /// Whether a consumer (a `recv` call or the message callback) is waiting for a message.
@@ -454,6 +474,7 @@ impl Socket {
                     incoming_bytes: 0,
                     writer: None,
                     write_blocked: false,
+                    unflushed: false,
                     wrote_direct: false,
                     opened: false,
                     error: None,
@@ -497,17 +518,21 @@ impl Socket {
             proto.enable_deflate(params, &negotiated.deflate_config);
         }
         let rbuf = stream.take_prefix();
-        // Plain TCP is split so that senders can write without a trip through the driver.
+        // The transport is split so that senders can write without a trip through the driver
+        // (plain TCP natively, anything else behind a lock).
         let (io, writer) = match stream.into_inner() {
             crate::stream::Inner::Plain(tcp) => {
                 let (read, write) = tcp.into_split();
-                (Io::Tcp(read), Some(write))
+                (Io::Tcp(read), Writer::Tcp(write))
             }
-            other => (Io::Whole(WsStream::new(other, BytesMut::new())), None),
+            other => {
+                let (read, write) = tokio::io::split(WsStream::new(other, BytesMut::new()));
+                (Io::Split(read), Writer::Split(write))
+            }
         };
         {
             let mut sh = inner.lock();
-            sh.writer = writer;
+            sh.writer = Some(writer);
             sh.proto = Some(proto);
             sh.opened = true;
             inner.set_state(ReadyState::Open);
@@ -1126,12 +1151,65 @@ impl futures_sink::Sink<Message> for SocketWriter {
     }
 }
 
-/// The transport as the driver holds it.
+/// The read half of the transport, which the driver owns.
 enum Io {
-    /// The read half of plain TCP; the write half is in [`Shared::writer`].
+    /// Plain TCP.
     Tcp(OwnedReadHalf),
-    /// Any other transport, read and written by the driver alone.
-    Whole(WsStream),
+    /// Any other transport (TLS, an HTTP server's upgraded connection, ...).
+    Split(ReadHalf<WsStream>),
+}
+
+/// The write half of the transport, in [`Shared::writer`].
+enum Writer {
+    /// Plain TCP.
+    Tcp(OwnedWriteHalf),
+    /// Any other transport.
+    Split(WriteHalf<WsStream>),
+}
+
+impl AsyncWrite for Writer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            Writer::Split(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            Writer::Split(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Writer::Tcp(w) => w.is_write_vectored(),
+            Writer::Split(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_flush(cx),
+            Writer::Split(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            Writer::Split(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
 }
 
 impl AsyncRead for Io {
@@ -1142,7 +1220,7 @@ impl AsyncRead for Io {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(r) => Pin::new(r).poll_read(cx, buf),
-            Io::Whole(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Split(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -1208,10 +1286,12 @@ fn large_frame(data: &[u8]) -> usize {
     }
 }
 
-/// Writes `out` to `w` until it is empty or `w` is full; whether anything was written.
+/// Writes `out` to `w` until it is empty or `w` is full, then flushes `w` if anything it took
+/// is not flushed yet (`unflushed`); returns whether anything was written.
 fn write_out<W: AsyncWrite + Unpin>(
     w: &mut W,
     out: &mut Output,
+    unflushed: &mut bool,
     cx: &mut Context<'_>,
 ) -> std::io::Result<bool> {
     let mut progress = false;
@@ -1232,16 +1312,18 @@ fn write_out<W: AsyncWrite + Unpin>(
             }
             Poll::Ready(Ok(n)) => {
                 progress = true;
+                *unflushed = true;
                 out.advance(n);
             }
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => break,
         }
     }
-    if out.is_empty() && progress {
-        // TLS keeps records in its own buffer until flushed.
-        if let Poll::Ready(Err(e)) = Pin::new(&mut *w).poll_flush(cx) {
-            return Err(e);
+    if out.is_empty() && *unflushed {
+        match Pin::new(&mut *w).poll_flush(cx) {
+            Poll::Ready(Ok(())) => *unflushed = false,
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => {}
         }
     }
     Ok(progress)
@@ -1286,14 +1368,14 @@ impl Driver {
         if proto.state() != ReadyState::Open {
             inner.set_state(ReadyState::Closing);
         }
+        proto.release_held_pong();
         let out = proto.output();
-        let progress = match (&mut self.io, sh.writer.as_mut()) {
-            (Io::Tcp(_), Some(w)) => write_out(w, out, cx)?,
-            (Io::Whole(s), _) => write_out(s, out, cx)?,
-            (Io::Tcp(_), None) => false,
+        let progress = match sh.writer.as_mut() {
+            Some(w) => write_out(w, out, &mut sh.unflushed, cx)?,
+            None => false,
         };
         let pending = out.len();
-        sh.write_blocked = pending > 0;
+        sh.write_blocked = pending > 0 || sh.unflushed;
         let synced = Synced {
             close_sent: proto.close_sent(),
             should_close: proto.should_close_transport(),
@@ -1309,12 +1391,9 @@ impl Driver {
 
     /// Shuts the transport's write side down.
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.io {
-            Io::Whole(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tcp(_) => match self.inner.lock().writer.as_mut() {
-                Some(w) => Pin::new(w).poll_shutdown(cx),
-                None => Poll::Ready(Ok(())),
-            },
+        match self.inner.lock().writer.as_mut() {
+            Some(w) => Pin::new(w).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
         }
     }
 
@@ -1515,10 +1594,10 @@ impl Driver {
                 self.process();
                 continue;
             }
-            // While the peer does not take what we write, read nothing more from it either:
-            // PONGs and echoes it provokes cannot pile up (RFC 6455 §5.5.3 lets us skip PONGs).
-            let write_stalled = pending >= self.inner.config.write_buffer_limit;
-            if !self.read_eof && !queue_full && !write_stalled && !self.shutdown {
+            // Reading goes on while our writes wait (both ends may be sending at once): the
+            // application's own backpressure stops it through the receive queue, and PONGs
+            // are held back while the output is full (`Protocol::release_held_pong`).
+            if !self.read_eof && !queue_full && !self.shutdown {
                 match self.read(cx) {
                     Poll::Ready(Ok(0)) => {
                         self.read_eof = true;

@@ -159,6 +159,34 @@ async fn recv_chat(socket: &Socket) -> String {
 /// Returns once every member is in the room (the server joins a member just after its 101,
 /// so a client can be open a moment before it is a member): member 0 probes until the others
 /// hear it, then member 1 probes member 0.
+/// A client on `/chat` whose TCP receive buffer is fixed at 32 KiB (the kernel would otherwise
+/// grow it to tens of MiB on loopback, enough to swallow everything a test sends).
+async fn small_window_client(addr: &str) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 * 1024).unwrap();
+    let mut tcp = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let request = format!(
+        "GET /chat HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // The response head, byte by byte so that no frame byte is taken.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tcp.read_u8().await.unwrap();
+        head.push(byte);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    Socket::from_stream(
+        tcp.into(),
+        wsx::Role::Client,
+        wsx::socket::Negotiated::default(),
+        wsx::SocketConfig::default(),
+        format!("ws://{addr}/chat"),
+        "",
+    )
+}
+
 async fn wait_until_joined(members: &[Socket]) {
     let mut heard = vec![false; members.len()];
     heard[0] = true;
@@ -525,11 +553,12 @@ async fn chat_drops_a_member_that_does_not_read() {
         let open = || Socket::open(&url, plain().no_deflate());
         let (talker, slow, reader) = (
             open().await.unwrap(),
-            open().await.unwrap(),
+            small_window_client(&server.addr).await,
             open().await.unwrap(),
         );
         wait_until_joined(&[talker.clone(), slow.clone(), reader.clone()]).await;
-        // Far more than the slow member's socket buffers and the server's write buffer hold.
+        // Far more than the slow member's receive queue and socket buffers and the server's write
+        // buffer hold.
         const COUNT: usize = 400;
         let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
         let reading = tokio::spawn(async move {

@@ -184,7 +184,15 @@ pub struct Protocol {
     /// The peer's CLOSE arrived and awaits our answer (with the code to echo).
     close_reply: Option<Option<CloseCode>>,
     close_info: Option<CloseInfo>,
+    /// The payload of the latest PING not answered yet, held back while the output is over
+    /// [`PONG_HOLD_BACK`].
+    held_pong: Option<Bytes>,
 }
+
+/// Unwritten output (bytes) beyond which PINGs are not answered at once: only the latest one
+/// is remembered and answered once the output drains (RFC 6455 §5.5.3 allows answering only
+/// the most recent PING), so a peer that sends PINGs and never reads cannot grow our output.
+pub const PONG_HOLD_BACK: usize = 64 * 1024;
 
 impl Protocol {
     /// A protocol in the OPEN state (the handshake is done elsewhere), without compression.
@@ -205,6 +213,7 @@ impl Protocol {
             input_failed: false,
             close_reply: None,
             close_info: None,
+            held_pong: None,
         }
     }
 
@@ -258,6 +267,18 @@ impl Protocol {
         &mut self.output
     }
 
+    /// Answers the PING held back while the output was full ([`PONG_HOLD_BACK`]), once the
+    /// output is below that again. Call it after writing.
+    pub fn release_held_pong(&mut self) {
+        if self.output.len() < PONG_HOLD_BACK {
+            if let Some(payload) = self.held_pong.take() {
+                if !self.close_sent {
+                    self.write_control(OpCode::Pong, &payload);
+                }
+            }
+        }
+    }
+
     /// Hint for how many bytes the read buffer should have room for.
     pub fn bytes_wanted(&self, buffered: usize) -> usize {
         self.decoder.bytes_wanted(buffered)
@@ -304,8 +325,13 @@ impl Protocol {
         }
         match self.decoder.decode(buf) {
             Ok(Some(Incoming::Ping(payload))) => {
-                if !self.close_sent {
-                    self.write_control(OpCode::Pong, &payload);
+                if self.output.len() >= PONG_HOLD_BACK {
+                    self.held_pong = Some(payload.clone());
+                } else {
+                    self.held_pong = None;
+                    if !self.close_sent {
+                        self.write_control(OpCode::Pong, &payload);
+                    }
                 }
                 Ok(Some(Incoming::Ping(payload)))
             }
@@ -605,6 +631,36 @@ mod tests {
             pump(&mut s, &mut c),
             vec![Incoming::Pong(Bytes::from_static(b"abc"))]
         );
+    }
+
+    #[test]
+    fn pings_are_held_back_while_the_output_is_full_and_only_the_latest_answered() {
+        let (mut c, mut s) = pair();
+        // The server has more than PONG_HOLD_BACK bytes it could not write yet.
+        let big = Bytes::from(vec![1u8; PONG_HOLD_BACK + 10]);
+        s.send(OpCode::Binary, big, Compression::Never).unwrap();
+        let queued = s.output().len();
+        for payload in [&b"one"[..], b"two", b"three"] {
+            c.ping(Bytes::copy_from_slice(payload)).unwrap();
+        }
+        assert_eq!(pump(&mut c, &mut s).len(), 3);
+        assert_eq!(
+            s.output().len(),
+            queued,
+            "no PONG is queued behind a full output"
+        );
+        s.release_held_pong();
+        assert_eq!(s.output().len(), queued, "still full: still held");
+        // The peer reads what was queued; then the latest PING alone is answered.
+        let got = pump(&mut s, &mut c);
+        assert_eq!(got.len(), 1);
+        s.release_held_pong();
+        assert_eq!(
+            pump(&mut s, &mut c),
+            vec![Incoming::Pong(Bytes::from_static(b"three"))]
+        );
+        s.release_held_pong();
+        assert!(s.output().is_empty(), "answered once");
     }
 
     #[test]
