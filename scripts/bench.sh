@@ -202,8 +202,10 @@ for cell in $CELLS; do
       fi
     done
   fi
-  for server in $servers; do
-    for rep in $(seq "$REPEATS"); do
+  # Repeats go round the servers (not one server three times in a row), so that a slow spell
+  # of this shared machine falls on every server alike rather than on one.
+  for rep in $(seq "$REPEATS"); do
+    for server in $servers; do
       run_one "$cell" "$server" "$rep"
     done
   done
