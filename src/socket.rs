@@ -3,9 +3,10 @@
 //!
 //! Each socket has one driver task that reads and decodes frames, answers PINGs and the close
 //! handshake, runs the timers and writes what the application queued (everything queued since
-//! its last write goes out in one vectored write). On plain TCP a `send` that finds nothing else
-//! waiting writes its frame at once instead, without a trip through the driver; the sends that
-//! follow it before the driver runs again are batched as above. The [`Socket`] handle is cheap
+//! its last write goes out in one vectored write). A `send` that finds nothing else waiting
+//! writes its frame at once instead, without a trip through the driver (the transport is split:
+//! plain TCP natively, TLS and other transports behind a lock); the sends that follow it before
+//! the driver runs again are batched as above. The [`Socket`] handle is cheap
 //! to clone; every clone talks to the same connection.
 //!
 //! Messages can be taken by pulling ([`Socket::recv`], the [`futures_core::Stream`] impl,
@@ -813,7 +814,7 @@ impl Socket {
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut sh = self.inner.lock();
         let queued = sh.queued();
-        if queued == 0 || sh.closed.is_some() {
+        if (queued == 0 && !sh.unflushed) || sh.closed.is_some() {
             return Poll::Ready(Ok(()));
         }
         sh.send_wakers.register(cx.waker());
