@@ -1405,7 +1405,13 @@ impl Driver {
             if self.read_hint > 0 {
                 // The last message started with a large frame: read the next one straight into
                 // a buffer of that size (one read, no copy); give the buffer back if nothing
-                // came.
+                // came. On TCP, wait for readability first, so that a driver woken for other
+                // reasons (its writes draining) does not allocate the buffer for nothing.
+                if let Io::Tcp(tcp) = &self.io {
+                    if let Err(e) = std::task::ready!(tcp.as_ref().poll_read_ready(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
                 self.rbuf.reserve(self.read_hint + READ_SLACK);
                 let poll =
                     tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf);
