@@ -160,17 +160,6 @@ async fn concurrent_senders_keep_each_ones_order() {
 /// every sender's messages still arrive whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_large_and_small_senders_stay_byte_exact() {
-    fn body(t: u32, i: u32) -> Vec<u8> {
-        let len = match i % 4 {
-            0 => 3,
-            1 => 200,
-            2 => 70_000,
-            _ => 300_000 + (t * 1_000) as usize,
-        };
-        let mut b: Vec<u8> = (0..len).map(|k| (k as u32 ^ (t * 31 + i)) as u8).collect();
-        b[..3].copy_from_slice(&[t as u8, (i >> 8) as u8, i as u8]);
-        b
-    }
     tokio::time::timeout(Duration::from_secs(60), async {
         let addr = echo_server(AcceptOptions::default().no_deflate()).await;
         let options = ConnectOptions {
@@ -178,32 +167,7 @@ async fn concurrent_large_and_small_senders_stay_byte_exact() {
             ..ConnectOptions::default()
         };
         let socket = Socket::open(&url(addr, "/"), options).await.unwrap();
-        let mut tasks = Vec::new();
-        for t in 0..4u32 {
-            let s = socket.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..60u32 {
-                    s.send(body(t, i)).await.unwrap();
-                    if i % 7 == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-            }));
-        }
-        let mut next = [0u32; 4];
-        for _ in 0..240 {
-            let m = socket.recv().await.unwrap();
-            let t = m.body()[0] as usize;
-            let i = next[t];
-            assert!(
-                m.body()[..] == body(t as u32, i)[..],
-                "sender {t} message {i}"
-            );
-            next[t] += 1;
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        common::send_and_check_order(&socket, 0..4, 0..4, 60, 300_000).await;
         socket.close(1000, "").await.unwrap();
     })
     .await
@@ -216,42 +180,6 @@ async fn concurrent_large_and_small_senders_stay_byte_exact() {
 /// every message whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nearly_always_full_in_memory_transport_loses_and_reorders_nothing() {
-    fn body(side: u8, t: u8, i: u32) -> Vec<u8> {
-        let len = [5usize, 900, 40_000, 150_000][(i % 4) as usize];
-        let mut b: Vec<u8> = (0..len)
-            .map(|k| (k as u32 ^ i ^ (u32::from(t) * 7)) as u8)
-            .collect();
-        b[..5].copy_from_slice(&[side, t, (i >> 8) as u8, i as u8, 0]);
-        b
-    }
-    async fn run(socket: Socket, side: u8) {
-        let mut tasks = Vec::new();
-        for t in 0..3u8 {
-            let s = socket.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..40u32 {
-                    s.send(body(side, t, i)).await.unwrap();
-                }
-            }));
-        }
-        let peer = 1 - side;
-        let mut next = [0u32; 3];
-        for _ in 0..120 {
-            let m = socket.recv().await.unwrap();
-            assert_eq!(m.body()[0], peer);
-            let t = m.body()[1];
-            let i = next[t as usize];
-            assert!(
-                m.body()[..] == body(peer, t, i)[..],
-                "side {side} sender {t} message {i}"
-            );
-            next[t as usize] += 1;
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        socket.flush().await.unwrap();
-    }
     tokio::time::timeout(Duration::from_secs(60), async {
         let (a, b) = tokio::io::duplex(1024);
         let open = |io, role| {
@@ -266,9 +194,13 @@ async fn a_nearly_always_full_in_memory_transport_loses_and_reorders_nothing() {
         };
         let client = open(a, wsx::Role::Client);
         let server = open(b, wsx::Role::Server);
-        let c = tokio::spawn(run(client.clone(), 0));
-        run(server.clone(), 1).await;
-        c.await.unwrap();
+        let c = client.clone();
+        let client_side =
+            tokio::spawn(
+                async move { common::send_and_check_order(&c, 0..3, 3..6, 40, 150_000).await },
+            );
+        common::send_and_check_order(&server, 3..6, 0..3, 40, 150_000).await;
+        client_side.await.unwrap();
         client.close(1000, "").await.unwrap();
         assert!(server.closed().await.clean);
     })

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::LIMIT;
 use tokio::net::TcpListener;
 use wsx::{AcceptOptions, ConnectOptions, Socket};
@@ -9,24 +11,8 @@ use wsx::{AcceptOptions, ConnectOptions, Socket};
 #[tokio::test]
 async fn wss_round_trip_with_a_self_signed_certificate() {
     tokio::time::timeout(LIMIT, async {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let cert_pem = cert.cert.pem();
-        let key_pem = cert.signing_key.serialize_pem();
-        let server_config =
-            wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let tls = acceptor.accept(tcp).await.unwrap();
-            let (socket, _) = wsx::accept(tls, &AcceptOptions::default()).await.unwrap();
-            while let Ok(m) = socket.recv().await {
-                socket.send(m).await.unwrap();
-            }
-        });
         // Trusting only the test certificate; the name checked is "localhost" (SNI too).
-        let client_config = wsx::tls::client_config_with_ca_pem(cert_pem.as_bytes()).unwrap();
+        let (port, client_config) = tls_echo_server(AcceptOptions::default()).await;
         let url = format!("wss://localhost:{port}/secure");
         let socket = Socket::open(&url, ConnectOptions::default().tls(client_config))
             .await
@@ -54,63 +40,42 @@ async fn wss_round_trip_with_a_self_signed_certificate() {
 /// find the socket full while records wait in the TLS buffer) all arrive whole and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_concurrent_large_messages_stay_byte_exact() {
-    fn body(t: u8, i: u32) -> Vec<u8> {
-        let len = [4usize, 1_000, 70_000, 400_000][(i % 4) as usize];
-        let mut b: Vec<u8> = (0..len)
-            .map(|k| (k as u32 ^ i ^ u32::from(t)) as u8)
-            .collect();
-        b[..4].copy_from_slice(&[t, (i >> 8) as u8, i as u8, 0]);
-        b
-    }
     tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let cert_pem = cert.cert.pem();
-        let key_pem = cert.signing_key.serialize_pem();
-        let server_config =
-            wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let tls = acceptor.accept(tcp).await.unwrap();
-            let options = AcceptOptions::default().no_deflate();
-            let (socket, _) = wsx::accept(tls, &options).await.unwrap();
-            while let Ok(m) = socket.recv().await {
-                if socket.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let client_config = wsx::tls::client_config_with_ca_pem(cert_pem.as_bytes()).unwrap();
+        let (port, client_config) = tls_echo_server(AcceptOptions::default().no_deflate()).await;
         let options = ConnectOptions {
             deflate: None,
             ..ConnectOptions::default().tls(client_config)
         };
         let url = format!("wss://localhost:{port}/");
         let socket = Socket::open(&url, options).await.unwrap();
-        let mut tasks = Vec::new();
-        for t in 0..3u8 {
-            let s = socket.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..32u32 {
-                    s.send(body(t, i)).await.unwrap();
-                }
-            }));
-        }
-        let mut next = [0u32; 3];
-        for _ in 0..96 {
-            let m = socket.recv().await.unwrap();
-            let t = m.body()[0];
-            let i = next[t as usize];
-            assert!(m.body()[..] == body(t, i)[..], "sender {t} message {i}");
-            next[t as usize] += 1;
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        common::send_and_check_order(&socket, 0..3, 0..3, 32, 400_000).await;
         socket.close(1000, "").await.unwrap();
     })
     .await
     .unwrap();
+}
+
+/// Starts a wss:// echo server with a certificate made here for "localhost"; returns its port and
+/// a client configuration that trusts that certificate only.
+async fn tls_echo_server(options: AcceptOptions) -> (u16, Arc<tokio_rustls::rustls::ClientConfig>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.signing_key.serialize_pem();
+    let server_config =
+        wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let (socket, _) = wsx::accept(tls, &options).await.unwrap();
+        while let Ok(m) = socket.recv().await {
+            if socket.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client_config = wsx::tls::client_config_with_ca_pem(cert_pem.as_bytes()).unwrap();
+    (port, client_config)
 }

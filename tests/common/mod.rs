@@ -128,3 +128,54 @@ pub async fn sees_eof(tcp: &mut TcpStream) -> bool {
         }
     }
 }
+
+/// A test message of a few sizes (a few bytes up to `large`), numbered `i` from sender `t`: byte 0
+/// is `t`, bytes 1-2 are `i`, the rest a pattern of both.
+pub fn numbered_body(t: u8, i: u32, large: usize) -> Vec<u8> {
+    let len = [4, 900, 70_000, large + usize::from(t) * 1_000][(i % 4) as usize];
+    let mut b: Vec<u8> = (0..len)
+        .map(|k| (k as u32 ^ i ^ (u32::from(t) * 31)) as u8)
+        .collect();
+    b[..3].copy_from_slice(&[t, (i >> 8) as u8, i as u8]);
+    b
+}
+
+/// Sends `per_sender` messages ([`numbered_body`] up to `large` bytes) from one task per sender
+/// id in `mine`, each on its own clone of `socket`, while receiving the messages of the senders
+/// in `theirs` (the same ids for an echo peer); asserts that every sender's messages arrive whole
+/// and in order.
+pub async fn send_and_check_order(
+    socket: &Socket,
+    mine: std::ops::Range<u8>,
+    theirs: std::ops::Range<u8>,
+    per_sender: u32,
+    large: usize,
+) {
+    let mut tasks = Vec::new();
+    for t in mine {
+        let s = socket.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_sender {
+                s.send(numbered_body(t, i, large)).await.unwrap();
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let mut next = vec![0u32; usize::from(theirs.end)];
+    for _ in 0..per_sender * u32::from(theirs.end - theirs.start) {
+        let m = socket.recv().await.unwrap();
+        let t = m.body()[0];
+        assert!(theirs.contains(&t), "a message from sender {t}");
+        let i = next[usize::from(t)];
+        assert!(
+            m.body()[..] == numbered_body(t, i, large)[..],
+            "sender {t} message {i}"
+        );
+        next[usize::from(t)] += 1;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
