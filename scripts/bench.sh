@@ -54,6 +54,8 @@ cargo build --release -q -p wsx-bench -p wsx-cli >&2
 
 # shellcheck source=scripts/node_ws.sh
 source "$(dirname "$0")/node_ws.sh"
+# shellcheck source=scripts/bench_server.sh
+source "$(dirname "$0")/bench_server.sh"
 
 SERVER_PID=""
 cleanup() {
@@ -94,36 +96,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo NaN; }
 sleep_until() { python3 -c "import sys, time; time.sleep(max(0.0, float(sys.argv[1]) - time.time()))" "$1"; }
 
 # start_server NAME LOG: starts it on CPU 0, sets SERVER_PID and URL.
-start_server() {
-  local cmd
-  cmd=$(server_cmd "$1")
-  # shellcheck disable=SC2086
-  timeout 600 taskset -c 0 $cmd --listen 127.0.0.1:0 >"$2" 2>&1 &
-  SERVER_PID=$!
-  URL=""
-  for _ in $(seq 100); do
-    URL=$(awk '/^listening on /{print $3; exit}' "$2")
-    [ -n "$URL" ] && break
-    sleep 0.05
-  done
-  if [ -z "$URL" ]; then
-    echo "server $1 did not start:" >&2
-    cat "$2" >&2
-    exit 1
-  fi
-  # `timeout` forks: the pid to sample is its child.
-  SERVER_PID=$(pgrep -P "$SERVER_PID" | head -1)
-}
-
-stop_server() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -9 "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=""
-}
+start_server() { start_server_cmd "$(server_cmd "$1")" "$2" 600 0; }
 
 RUNS=$OUT/runs.tsv
 printf 'cell\tserver\trep\tmsgs_per_sec\tmib_per_sec\tp50\tp99\tp999\terrors\tsrv_cpu_us_per_msg\tsrv_busy\tcli_busy\n' >"$RUNS"

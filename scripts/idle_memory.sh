@@ -52,6 +52,8 @@ cargo build --release -q -p wsx-bench >&2
 
 # shellcheck source=scripts/node_ws.sh
 source "$(dirname "$0")/node_ws.sh"
+# shellcheck source=scripts/bench_server.sh
+source "$(dirname "$0")/bench_server.sh"
 
 SERVER_PID=""
 CLIENT_PID=""
@@ -80,8 +82,6 @@ server_cmd() {
   esac
 }
 
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-
 ROWS=$OUT/idle_memory.tsv
 printf 'server\toffer\tpass\topened\tnegotiated\tcompressed\trss_before_kib\trss_after_kib\tkib_per_conn\n' >"$ROWS"
 
@@ -95,21 +95,7 @@ for server in $SERVERS; do
       cmd=$(server_cmd "$server" "$offer")
       [ -z "$cmd" ] && continue
       log=$(mktemp)
-      # shellcheck disable=SC2086
-      timeout 300 taskset -c 0 $cmd --listen 127.0.0.1:0 >"$log" 2>&1 &
-      tpid=$!
-      URL=""
-      for _ in $(seq 100); do
-        URL=$(awk '/^listening on /{print $3; exit}' "$log")
-        [ -n "$URL" ] && break
-        sleep 0.05
-      done
-      if [ -z "$URL" ]; then
-        echo "server $server did not start" >&2
-        cat "$log" >&2
-        exit 1
-      fi
-      SERVER_PID=$(pgrep -P "$tpid" | head -1)
+      start_server_cmd "$cmd" "$log" 300 0
       sleep 0.5
       before=$(rss_kib "$SERVER_PID")
       flags=(--url "$URL/" --conns "$conns" --messages "$messages" --size "$size" --hold "$HOLD")
@@ -117,21 +103,13 @@ for server in $SERVERS; do
       out=$(mktemp)
       timeout 120 taskset -c 1 "$BIN/idle-clients" "${flags[@]}" >"$out" 2>>"$log" &
       CLIENT_PID=$!
-      ready=""
-      for _ in $(seq 1200); do
-        ready=$(grep '^ready' "$out" || true)
-        [ -n "$ready" ] && break
-        kill -0 "$CLIENT_PID" 2>/dev/null || break
-        sleep 0.05
-      done
+      ready=$(wait_for_line "$out" '^ready' 1200)
       # Let the server settle (tasks park, buffers of the handshake go) before reading.
       sleep 1
       after=$(rss_kib "$SERVER_PID")
       wait "$CLIENT_PID" || true
       CLIENT_PID=""
-      kill "$SERVER_PID" 2>/dev/null || true
-      wait "$tpid" 2>/dev/null || true
-      SERVER_PID=""
+      stop_server
       if [ -z "$ready" ]; then
         echo "  $server offer=$offer pass=$pass: clients never got ready" >&2
         tail -3 "$log" >&2

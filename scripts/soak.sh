@@ -32,16 +32,13 @@ d = json.load(open(sys.argv[1]))
 print("%d messages, %.0f/s, p99 %s us" % (d["messages"], d["messages_per_sec"], d["latency_us"]["p99"]))
 PY
 
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# shellcheck source=scripts/bench_server.sh
+source "$ROOT/scripts/bench_server.sh"
 
 RUST_LOG=warn timeout $((SECS + 120)) "$BIN/wsx" serve --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
 SERVER=$!
 PIDS+=("$SERVER")
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$TMP/serve.out" 2>/dev/null && break
-  sleep 0.1
-done
-URL="$(sed -n 's/^listening on //p' "$TMP/serve.out" | head -n 1)"
+URL="$(wait_for_line "$TMP/serve.out" '^listening on ' 200 | sed 's/^listening on //')"
 [ -n "$URL" ] || { echo "soak: wsx serve did not start" >&2; cat "$TMP/serve.err" >&2; exit 1; }
 # `timeout` runs the server as its child: measure the server itself.
 SERVER="$(pgrep -P "$SERVER" | head -n 1)"
@@ -56,11 +53,7 @@ for ROUND in $(seq "$ROUNDS"); do
     >"$TMP/idle.out" 2>"$TMP/idle.err" &
   IDLE_PID=$!
   PIDS+=("$IDLE_PID")
-  for _ in $(seq 600); do
-    grep -q '^ready ' "$TMP/idle.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  READY="$(grep '^ready ' "$TMP/idle.out" || true)"
+  READY="$(wait_for_line "$TMP/idle.out" '^ready ' 1200)"
   [ -n "$READY" ] || { echo "soak: idle clients never got ready" >&2; cat "$TMP/idle.err" >&2; exit 1; }
   sleep 1
   RSS1="$(rss_kib "$SERVER")"
