@@ -26,13 +26,6 @@ async fn good_client_works(addr: std::net::SocketAddr) {
     socket.close(1000, "").await.unwrap();
 }
 
-fn upgrade_request(extra: &str) -> String {
-    format!(
-        "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-}
-
 /// Sends `bytes` in writes of `chunk` bytes and returns the status line of the answer.
 async fn status_of(addr: std::net::SocketAddr, bytes: &[u8], chunk: usize) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -78,13 +71,17 @@ async fn header_floods_get_431() {
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server(AcceptOptions::default()).await;
         let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
-        assert!(status_of(addr, upgrade_request(&many).as_bytes(), 4096)
-            .await
-            .starts_with("HTTP/1.1 431"));
+        assert!(
+            status_of(addr, common::upgrade_request("/", &many).as_bytes(), 4096)
+                .await
+                .starts_with("HTTP/1.1 431")
+        );
         let huge = format!("X-Big: {}\r\n", "b".repeat(64 * 1024));
-        assert!(status_of(addr, upgrade_request(&huge).as_bytes(), 4096)
-            .await
-            .starts_with("HTTP/1.1 431"));
+        assert!(
+            status_of(addr, common::upgrade_request("/", &huge).as_bytes(), 4096)
+                .await
+                .starts_with("HTTP/1.1 431")
+        );
         good_client_works(addr).await;
     })
     .await
@@ -100,7 +97,7 @@ async fn dribbled_handshake_is_parsed_in_linear_time() {
         let filler: String = (0..50)
             .map(|i| format!("X-F{i}: {}\r\n", "f".repeat(280)))
             .collect();
-        let req = upgrade_request(&filler);
+        let req = common::upgrade_request("/", &filler);
         assert!(req.len() < 16 * 1024);
         let started = Instant::now();
         let status = status_of(addr, req.as_bytes(), 1).await;
@@ -123,7 +120,8 @@ async fn pathological_protocol_and_extension_headers_are_cheap() {
         );
         for extra in [protos, exts] {
             let started = Instant::now();
-            let status = status_of(addr, upgrade_request(&extra).as_bytes(), 8192).await;
+            let status =
+                status_of(addr, common::upgrade_request("/", &extra).as_bytes(), 8192).await;
             assert!(status.starts_with("HTTP/1.1 "), "{status}");
             assert!(started.elapsed() < Duration::from_secs(2));
         }

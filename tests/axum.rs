@@ -90,11 +90,7 @@ async fn hyper_http1_upgrade_keeps_bytes_read_past_the_request() {
         });
 
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut bytes = format!(
-            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        .into_bytes();
+        let mut bytes = common::upgrade_request("/ws", "").into_bytes();
         bytes.extend(common::client_frame(
             wsx::OpCode::Text,
             true,

@@ -162,11 +162,7 @@ async fn compressed_bomb_is_stopped_with_1009() {
     tokio::time::timeout(LIMIT, async {
         let addr = echo_server(AcceptOptions::default().max_payload(1 << 20)).await;
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-        );
+        let req = common::upgrade_request("/", "Sec-WebSocket-Extensions: permessage-deflate\r\n");
         tcp.write_all(req.as_bytes()).await.unwrap();
         let head = read_head(&mut tcp).await;
         assert!(

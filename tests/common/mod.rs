@@ -57,14 +57,21 @@ pub fn client_frame(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// A client's upgrade request for `path`, with the RFC 6455 example key and `extra` header lines
+/// (each ending in CRLF) before the blank line.
+pub fn upgrade_request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
 /// Opens a TCP connection and completes a client handshake by hand (no compression).
 pub async fn raw_client(addr: SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /raw HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp.write_all(upgrade_request("/raw", "").as_bytes())
+        .await
+        .unwrap();
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
