@@ -1235,6 +1235,10 @@ struct Synced {
     pending: usize,
     /// Whether anything was written.
     progress: bool,
+    /// The receive queue is at its limit (reading pauses).
+    queue_full: bool,
+    /// A protocol error or the peer's CLOSE waits for the application ([`Shared::pending_end`]).
+    pending_end: bool,
 }
 
 /// The per-connection task: moves bytes between the transport and the protocol.
@@ -1358,6 +1362,8 @@ impl Driver {
                 handshake_done: false,
                 pending: 0,
                 progress: false,
+                queue_full: false,
+                pending_end: false,
             });
         };
         if inner.handles.load(Ordering::Acquire) == 0
@@ -1383,6 +1389,8 @@ impl Driver {
             handshake_done: proto.close_handshake_done(),
             pending,
             progress,
+            queue_full: sh.queue_full(&inner.config),
+            pending_end: sh.pending_end.is_some(),
         };
         if pending < inner.config.write_buffer_limit {
             sh.send_wakers.wake_all();
@@ -1548,6 +1556,8 @@ impl Driver {
                 handshake_done,
                 pending,
                 progress: wrote,
+                queue_full,
+                pending_end,
             } = match self.sync(cx) {
                 Ok(synced) => synced,
                 Err(e) => return self.fail_io(e),
@@ -1596,7 +1606,6 @@ impl Driver {
             if self.read_eof && pending == 0 {
                 return Step::Finished;
             }
-            let queue_full = self.inner.lock().queue_full(&self.inner.config);
             if self.undecoded && !queue_full {
                 self.process();
                 continue;
@@ -1638,7 +1647,8 @@ impl Driver {
                     return Step::Finished;
                 }
             }
-            if self.inner.lock().pending_end.is_some() {
+            // (Set by `process` in this round, it is seen in the next: reading made progress.)
+            if pending_end {
                 // The application does not take the messages that came before a protocol error:
                 // fail anyway after the close timeout.
                 let limit = self.inner.config.close_timeout;
