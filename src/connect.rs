@@ -14,8 +14,9 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::proto::deflate::{DeflateConfig, DeflateParams};
 use crate::proto::handshake::{self, ClientRequest, HandshakeError, HandshakeLimits};
-use crate::socket::SocketConfig;
-use crate::stream::{Inner, WsStream};
+use crate::proto::Role;
+use crate::socket::{Negotiated, Socket, SocketConfig};
+use crate::transport::{Transport, WsStream};
 
 /// Client settings for [`connect_with`] and [`crate::Socket::connect`].
 #[derive(Clone, Debug)]
@@ -182,9 +183,9 @@ pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connect
             after: timeout,
         })?
         .map_err(|e| Error::Tls(e.to_string()))?;
-        Inner::ClientTls(Box::new(tls))
+        Transport::ClientTls(Box::new(tls))
     } else {
-        Inner::Plain(tcp)
+        Transport::Tcp(tcp)
     };
     let stream = WsStream::new(inner, BytesMut::new());
     let hs_timeout = options.handshake_timeout;
@@ -286,6 +287,55 @@ pub(crate) async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -
     io.write_all(bytes).await?;
     io.flush().await?;
     Ok(())
+}
+
+impl Socket {
+    /// Starts connecting to `url` and returns at once, in the CONNECTING state; the `open` event
+    /// (or `error` then `close`) follows. Must be called inside a tokio runtime.
+    pub fn connect(url: &str, options: ConnectOptions) -> Socket {
+        let origin = options.origin.clone().unwrap_or_default();
+        let socket =
+            Socket::new_connecting(Role::Client, url.to_owned(), origin, options.socket.clone());
+        let task_socket = socket.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            match connect_with(&url, &options).await {
+                Ok(conn) => {
+                    let negotiated = negotiated(&conn, &options);
+                    task_socket.start(conn.stream, negotiated);
+                }
+                Err(e) => task_socket.fail_connect(e.to_string()),
+            }
+            // Dropping this handle only counts down; the driver holds the connection.
+        });
+        socket
+    }
+
+    /// Connects and returns once the socket is OPEN, or with the error that stopped it.
+    ///
+    /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
+    pub async fn open(url: &str, options: ConnectOptions) -> Result<Socket> {
+        let conn = connect_with(url, &options).await?;
+        let origin = options.origin.clone().unwrap_or_default();
+        let negotiated = negotiated(&conn, &options);
+        Ok(Socket::from_stream(
+            conn.stream,
+            Role::Client,
+            negotiated,
+            options.socket,
+            url,
+            origin,
+        ))
+    }
+}
+
+fn negotiated(conn: &Connected, options: &ConnectOptions) -> Negotiated {
+    Negotiated {
+        protocol: conn.protocol.clone(),
+        deflate: conn.deflate,
+        deflate_config: options.deflate.clone().unwrap_or_default(),
+        extensions: conn.extensions.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::proto::deflate::NegotiationError;
 use crate::proto::handshake::HandshakeError;
-use crate::proto::{CloseCode, ProtocolError, ReadyState};
+use crate::proto::{CloseCode, ProtocolError, ReadyState, SendError};
 
 /// The error type of wsx.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,9 @@ pub enum Error {
     /// A message was sent while the socket is not OPEN.
     #[error("cannot send: the socket is {0}")]
     NotOpen(ReadyState),
+    /// The message cannot be sent as asked (a CONTINUE frame, a PING over 125 bytes, ...).
+    #[error("{0}")]
+    Send(SendError),
     /// The connection is closed; `recv` reports this at the end of the message stream.
     #[error("connection closed with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
     Closed {
@@ -68,12 +71,23 @@ impl Error {
             Error::Io(_) => CloseCode::ABNORMAL,
             Error::Timeout { .. } => CloseCode::ABNORMAL,
             Error::InvalidCloseCode(_) | Error::NotOpen(_) => CloseCode::NORMAL,
+            Error::Send(SendError::Compress(_)) => CloseCode::INTERNAL_ERROR,
+            Error::Send(_) => CloseCode::NORMAL,
             Error::Tls(_) => CloseCode::TLS_HANDSHAKE,
             Error::Handshake(_)
             | Error::Negotiation(_)
             | Error::UnknownProtocol(_)
             | Error::InvalidUrl(_)
             | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl From<SendError> for Error {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotOpen(state) => Error::NotOpen(state),
+            other => Error::Send(other),
         }
     }
 }

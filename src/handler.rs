@@ -189,7 +189,7 @@ impl Handler {
 
     /// Serves a raw, already handshaken server-side stream (no compression, no subprotocol)
     /// until it closes.
-    pub async fn serve_stream(&self, stream: crate::stream::WsStream) {
+    pub async fn serve_stream(&self, stream: crate::transport::WsStream) {
         let config = crate::socket::SocketConfig {
             max_payload: self.max_size,
             ..Default::default()

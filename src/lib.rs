@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `ws.Message` | [`Message`] | `src/message.rs` |
 //! | `ws.Handler` | [`Handler`] | `src/handler.rs` |
-//! | `ws.Socket` | [`Socket`] | `src/socket.rs` |
+//! | `ws.Socket` | [`Socket`] | `src/socket/mod.rs` (its driver, callbacks and halves beside it) |
 //! | `ws.connect(url, origin)` | [`connect()`], [`connect_with`], [`Socket::open`] | `src/connect.rs` |
 //! | `ws.upgrade(accept)` | [`upgrade()`] (a `tower::Service` for hyper/axum), [`accept`] | `src/upgrade.rs` |
 //! | `CONTINUE` … `PONG` | [`OpCode`], [`constants`] | `src/proto/frame.rs`, `src/constants.rs` |
@@ -62,8 +62,8 @@ pub mod handler;
 pub mod message;
 pub mod proto;
 pub mod socket;
-pub mod stream;
 pub mod tls;
+pub mod transport;
 pub mod upgrade;
 
 pub use connect::{connect, connect_with, ConnectOptions, Connected};
@@ -74,6 +74,7 @@ pub use proto::deflate::DeflateConfig;
 pub use proto::{CloseCode, OpCode, ReadyState, Role};
 pub use socket::{
     CloseEvent, ErrorEvent, PreparedMessage, Socket, SocketConfig, SocketReader, SocketWriter,
+    WeakSocket,
 };
-pub use stream::WsStream;
+pub use transport::WsStream;
 pub use upgrade::{accept, upgrade, AcceptOptions, Upgrade};

@@ -7,10 +7,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
-use crate::proto::codec::{write_frame, MaskPolicy, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::proto::deflate::{compress_message, DeflateParams, Inflater};
-use crate::proto::frame::{FrameHeader, RSV1};
-use crate::proto::{CloseCode, CloseFrame, Decoder, Incoming, Limits, OpCode, ProtocolError, Role};
+use crate::proto::codec::{MaskPolicy, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::proto::deflate::{DeflateParams, Deflater, Inflater};
+use crate::proto::frame::FrameHeader;
+use crate::proto::{
+    CloseCode, CloseFrame, Compression, Decoder, Encoder, Incoming, Limits, OpCode, ProtocolError,
+    Role, SendError,
+};
 
 /// One WebSocket message (the seed's `ws.Message`).
 ///
@@ -232,21 +235,18 @@ impl Message {
     pub fn encode_to(&self, dst: &mut BytesMut) -> Result<()> {
         let mask = self.masked.then(rand::random::<[u8; 4]>);
         if self.kind.is_control() && self.body.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
-            return Err(ProtocolError::ControlTooLong(self.body.len() as u64).into());
+            return Err(SendError::ControlTooLong(self.body.len()).into());
         }
+        if self.kind == OpCode::Continue {
+            return Err(SendError::NotSendable(OpCode::Continue).into());
+        }
+        let mut encoder = Encoder::new();
         if self.compress() && self.kind.is_data() {
-            let mut deflated = BytesMut::new();
-            compress_message(&self.body, 6, &mut deflated)?;
-            let mut header = FrameHeader::new(self.kind, deflated.len() as u64, mask);
-            header.rsv = RSV1;
-            write_frame(header, &deflated, dst);
-        } else {
-            write_frame(
-                FrameHeader::new(self.kind, self.body.len() as u64, mask),
-                &self.body,
-                dst,
-            );
+            // Each message on its own: no context takeover, so any peer can inflate it.
+            let deflater = Deflater::new(STANDALONE, Role::Server, 6, 8);
+            encoder.set_deflater(Some(deflater), 0);
         }
+        encoder.encode(self.kind, &self.body, Compression::Auto, mask, dst)?;
         Ok(())
     }
 
@@ -259,15 +259,7 @@ impl Message {
 
     fn decoder(max_size: usize) -> Decoder {
         let mut decoder = Decoder::new(MaskPolicy::Any, Limits::with_max_size(max_size));
-        decoder.set_inflater(Some(Inflater::new(
-            DeflateParams {
-                server_no_context_takeover: true,
-                client_no_context_takeover: true,
-                server_max_window_bits: 15,
-                client_max_window_bits: 15,
-            },
-            Role::Server,
-        )));
+        decoder.set_inflater(Some(Inflater::new(STANDALONE, Role::Server)));
         decoder
     }
 
@@ -279,13 +271,17 @@ impl Message {
                 compressed,
                 masked,
             } => Message::received(opcode, payload, compressed, masked, max_size),
-            Incoming::Ping(p) => Message::received(OpCode::Ping, p, false, false, max_size),
-            Incoming::Pong(p) => Message::received(OpCode::Pong, p, false, false, max_size),
-            Incoming::Close(frame) => Message::received(
+            Incoming::Ping { payload, masked } => {
+                Message::received(OpCode::Ping, payload, false, masked, max_size)
+            }
+            Incoming::Pong { payload, masked } => {
+                Message::received(OpCode::Pong, payload, false, masked, max_size)
+            }
+            Incoming::Close { frame, masked } => Message::received(
                 OpCode::Close,
                 frame.map(|f| f.encode()).unwrap_or_default(),
                 false,
-                false,
+                masked,
                 max_size,
             ),
         }
@@ -369,11 +365,7 @@ impl Message {
             }
             // Ask for exactly what completes the header or the frame in flight (in steps of at
             // most 1 MiB, so a large announced frame is not allocated before it arrives).
-            want = if decoder.in_frame() {
-                decoder.bytes_wanted(buf.len()).min(1 << 20)
-            } else {
-                header_missing(&buf)
-            };
+            want = decoder.bytes_wanted(&buf).min(1 << 20);
         }
     }
 
@@ -389,18 +381,14 @@ impl Message {
 }
 
 /// How many more bytes the partial header at the front of `buf` needs.
-fn header_missing(buf: &[u8]) -> usize {
-    if buf.len() < 2 {
-        return 2 - buf.len();
-    }
-    let ext: usize = match buf[1] & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if buf[1] & 0x80 != 0 { 4 } else { 0 };
-    (2 + ext + mask).saturating_sub(buf.len()).max(1)
-}
+/// The parameters a standalone message is compressed with: no context takeover either way, so
+/// that it inflates on its own.
+const STANDALONE: DeflateParams = DeflateParams {
+    server_no_context_takeover: true,
+    client_no_context_takeover: true,
+    server_max_window_bits: 15,
+    client_max_window_bits: 15,
+};
 
 impl From<&str> for Message {
     fn from(text: &str) -> Self {
@@ -453,6 +441,7 @@ impl<const N: usize> From<&[u8; N]> for Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::codec::write_frame;
 
     fn frame(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mut h = FrameHeader::new(op, payload.len() as u64, None);
@@ -499,5 +488,21 @@ mod tests {
     fn oversized_frame_fails_from_its_header() {
         let mut buf = BytesMut::from(&[0x82u8, 0x7f, 0, 0, 0, 0, 0x10, 0, 0, 0][..]);
         assert!(Message::decode(&mut buf, 1 << 20).is_err());
+    }
+
+    #[tokio::test]
+    async fn read_from_reports_masked_control_frames() {
+        for op in [OpCode::Ping, OpCode::Pong, OpCode::Close] {
+            for masked in [true, false] {
+                let key = masked.then_some([9, 8, 7, 6]);
+                let mut wire = BytesMut::new();
+                write_frame(FrameHeader::new(op, 2, key), b"\x03\xe8", &mut wire);
+                let mut reader = &wire[..];
+                let msg = Message::read_from(&mut reader, 1024).await.unwrap();
+                assert_eq!(msg.kind(), op);
+                assert_eq!(msg.masked(), masked, "{op:?} masked={masked}");
+                assert_eq!(&msg.body()[..], b"\x03\xe8");
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
 use crate::socket::{Negotiated, Socket, SocketConfig};
-use crate::stream::WsStream;
+use crate::transport::{Transport, WsStream};
 
 /// Decides whether a request's `Origin` (if any) may connect.
 pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
@@ -237,7 +237,7 @@ where
 fn into_stream(upgraded: hyper::upgrade::Upgraded) -> WsStream {
     match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
         Ok(parts) => WsStream::new(
-            crate::stream::Inner::Plain(parts.io.into_inner()),
+            Transport::Tcp(parts.io.into_inner()),
             BytesMut::from(&parts.read_buf[..]),
         ),
         Err(upgraded) => WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new()),

@@ -57,7 +57,7 @@ fn run(cfg: &[u8; 3], pieces: &[&[u8]]) -> (Vec<Incoming>, Option<ProtocolError>
                 }
             }
         }
-        assert!(decoder.bytes_wanted(buf.len()) >= 1);
+        assert!(decoder.bytes_wanted(&buf) >= 1);
     }
     let _ = decoder.decode_eof();
     (items, None)
@@ -79,12 +79,16 @@ fn check_item(item: &Incoming, limits: &Limits) {
                 assert!(std::str::from_utf8(payload).is_ok(), "invalid UTF-8 text");
             }
         }
-        Incoming::Ping(p) | Incoming::Pong(p) => assert!(p.len() <= 125),
-        Incoming::Close(Some(frame)) => {
+        Incoming::Ping { payload: p, .. } | Incoming::Pong { payload: p, .. } => {
+            assert!(p.len() <= 125)
+        }
+        Incoming::Close {
+            frame: Some(frame), ..
+        } => {
             assert!(frame.code.is_valid_on_wire());
             assert!(frame.reason.len() <= 123);
         }
-        Incoming::Close(None) => {}
+        Incoming::Close { frame: None, .. } => {}
     }
 }
 

@@ -5,12 +5,15 @@
 //! as they arrive (so invalid UTF-8 fails fast, even inside one frame still in flight) and hands
 //! out an unfragmented, uncompressed message as a `Bytes` slice of that buffer, without copying.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::close::CloseFrame;
 use super::deflate::{Deflater, Inflater};
-use super::error::ProtocolError;
-use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
+use super::error::{ProtocolError, SendError};
+use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -79,12 +82,27 @@ pub enum Incoming {
         /// Whether its frames were masked.
         masked: bool,
     },
-    /// A PING with its payload.
-    Ping(Bytes),
-    /// A PONG with its payload.
-    Pong(Bytes),
-    /// A CLOSE with its parsed payload (`None`: no status code).
-    Close(Option<CloseFrame>),
+    /// A PING.
+    Ping {
+        /// Its payload.
+        payload: Bytes,
+        /// Whether the frame was masked.
+        masked: bool,
+    },
+    /// A PONG.
+    Pong {
+        /// Its payload.
+        payload: Bytes,
+        /// Whether the frame was masked.
+        masked: bool,
+    },
+    /// A CLOSE.
+    Close {
+        /// Its parsed payload (`None`: no status code).
+        frame: Option<CloseFrame>,
+        /// Whether the frame was masked.
+        masked: bool,
+    },
 }
 
 /// A fragmented or compressed message being assembled.
@@ -163,12 +181,13 @@ impl Decoder {
         self.current.is_some()
     }
 
-    /// How many more bytes the read buffer needs before [`Decoder::decode`] can make progress on
-    /// the current frame (a hint for reserving read space; at least 1).
-    pub fn bytes_wanted(&self, buffered: usize) -> usize {
+    /// How many more bytes `buf` (the read buffer, holding what is not decoded yet) needs
+    /// before [`Decoder::decode`] can make progress: the rest of the current frame, or of the
+    /// next header. A hint for reserving read space; at least 1.
+    pub fn bytes_wanted(&self, buf: &[u8]) -> usize {
         match &self.current {
-            Some(c) => c.len.saturating_sub(buffered).max(1),
-            None => MAX_HEADER_LEN.saturating_sub(buffered).max(1),
+            Some(c) => c.len.saturating_sub(buf.len()).max(1),
+            None => FrameHeader::needed(buf).max(1),
         }
     }
 
@@ -301,10 +320,20 @@ impl Decoder {
         self.current = None;
         let payload = buf.split_to(c.len);
         let h = c.header;
+        let masked = h.mask.is_some();
         match h.opcode {
-            OpCode::Ping => Ok(Some(Incoming::Ping(payload.freeze()))),
-            OpCode::Pong => Ok(Some(Incoming::Pong(payload.freeze()))),
-            OpCode::Close => Ok(Some(Incoming::Close(CloseFrame::parse(&payload)?))),
+            OpCode::Ping => Ok(Some(Incoming::Ping {
+                payload: payload.freeze(),
+                masked,
+            })),
+            OpCode::Pong => Ok(Some(Incoming::Pong {
+                payload: payload.freeze(),
+                masked,
+            })),
+            OpCode::Close => Ok(Some(Incoming::Close {
+                frame: CloseFrame::parse(&payload)?,
+                masked,
+            })),
             OpCode::Text | OpCode::Binary | OpCode::Continue => self.data_frame(h, payload),
         }
     }
@@ -395,7 +424,131 @@ pub enum Compression {
     Never,
 }
 
-/// Turns messages into frames.
+/// Payloads at least this large are queued as their own `Bytes` instead of being copied into the
+/// output buffer (when they need neither masking nor compression).
+pub const ZERO_COPY_MIN: usize = 4096;
+
+/// Bytes waiting to be written: a buffer that small frames are encoded into, plus large payloads
+/// kept as they came.
+#[derive(Debug, Default)]
+pub struct Output {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl Output {
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many bytes are waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Encodes into the tail buffer with `f`, keeping the length in step.
+    fn write_tail(&mut self, f: impl FnOnce(&mut BytesMut)) {
+        let before = self.tail.len();
+        f(&mut self.tail);
+        self.len += self.tail.len() - before;
+    }
+
+    fn push_chunk(&mut self, chunk: Bytes) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+
+    /// Moves everything waiting out, in order, leaving this empty (the tail buffer keeps its
+    /// spare room for the next frames).
+    pub fn take(&mut self) -> Output {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        if !self.tail.is_empty() {
+            chunks.push_back(self.tail.split().freeze());
+        }
+        let len = std::mem::take(&mut self.len);
+        Output {
+            chunks,
+            tail: BytesMut::new(),
+            len,
+        }
+    }
+
+    /// Appends everything `other` holds, after what is already here.
+    pub fn append(&mut self, mut other: Output) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() && self.tail.capacity() == 0 {
+            *self = other;
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += other.len;
+        self.chunks.append(&mut other.chunks);
+        if !other.tail.is_empty() {
+            self.chunks.push_back(other.tail.freeze());
+        }
+    }
+
+    /// Fills `dst` with slices of the waiting bytes, in order; returns how many it filled.
+    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let parts = self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]));
+        let mut n = 0;
+        for part in parts.filter(|p| !p.is_empty()) {
+            if n == dst.len() {
+                break;
+            }
+            dst[n] = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+
+    /// The first contiguous run of waiting bytes.
+    pub fn first_chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&self.tail[..], |c| &c[..])
+    }
+
+    /// Drops the first `n` waiting bytes (after they were written).
+    pub fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(front) => {
+                    let k = n.min(front.len());
+                    front.advance(k);
+                    n -= k;
+                    if front.is_empty() {
+                        self.chunks.pop_front();
+                    }
+                }
+                None => {
+                    let k = n.min(self.tail.len());
+                    self.tail.advance(k);
+                    n = 0;
+                }
+            }
+        }
+        if self.len == 0 && self.tail.is_empty() && self.tail.capacity() > 64 * 1024 {
+            // Give back a buffer grown by a burst.
+            self.tail = BytesMut::new();
+        }
+    }
+}
+
+/// Turns messages into frames: the one place where frames are built (header, mask, compression,
+/// and the zero-copy path for large payloads).
 #[derive(Debug)]
 pub struct Encoder {
     deflater: Option<Deflater>,
@@ -446,18 +599,21 @@ impl Encoder {
         compression: Compression,
         mask: Option<[u8; 4]>,
         dst: &mut BytesMut,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(), SendError> {
         if self.would_compress(opcode, payload.len(), compression) {
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
-            if let Some(deflater) = self.deflater.as_mut() {
-                deflater.compress(payload, &mut scratch)?;
+            let result = match self.deflater.as_mut() {
+                Some(deflater) => deflater.compress(payload, &mut scratch),
+                None => Ok(()),
+            };
+            if result.is_ok() {
+                let mut header = FrameHeader::new(opcode, scratch.len() as u64, mask);
+                header.rsv = RSV1;
+                write_frame(header, &scratch, dst);
             }
-            let mut header = FrameHeader::new(opcode, scratch.len() as u64, mask);
-            header.rsv = RSV1;
-            write_frame(header, &scratch, dst);
             self.scratch = scratch;
-            return Ok(());
+            return result;
         }
         write_frame(
             FrameHeader::new(opcode, payload.len() as u64, mask),
@@ -465,6 +621,35 @@ impl Encoder {
             dst,
         );
         Ok(())
+    }
+
+    /// Like [`Encoder::encode`], into an [`Output`]: a large payload that needs neither masking
+    /// nor compression is queued as it is, behind its header, without a copy.
+    pub fn encode_to_output(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        compression: Compression,
+        mask: Option<[u8; 4]>,
+        out: &mut Output,
+    ) -> Result<(), SendError> {
+        if mask.is_none()
+            && payload.len() >= ZERO_COPY_MIN
+            && !self.would_compress(opcode, payload.len(), compression)
+        {
+            let header = FrameHeader::new(opcode, payload.len() as u64, None);
+            out.write_tail(|tail| header.encode_to(tail));
+            out.push_chunk(payload);
+            return Ok(());
+        }
+        let mut result = Ok(());
+        out.write_tail(|tail| result = self.encode(opcode, &payload, compression, mask, tail));
+        result
+    }
+
+    /// Queues an already encoded frame as it is.
+    pub fn push_encoded(&self, frame: Bytes, out: &mut Output) {
+        out.push_chunk(frame);
     }
 }
 
@@ -475,7 +660,8 @@ impl Default for Encoder {
 }
 
 /// Appends a frame with `header` and `payload` to `dst`, masking the copy when the header has a
-/// key.
+/// key. The low-level writer under [`Encoder`]; it also builds frames no conforming sender would
+/// (for tests and load generators), since `header` is taken as it is.
 pub fn write_frame(header: FrameHeader, payload: &[u8], dst: &mut BytesMut) {
     dst.reserve(header.encoded_len() + payload.len());
     header.encode_to(dst);
@@ -557,7 +743,10 @@ mod tests {
         let got = decode_one(&mut client(), &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
         assert_eq!(
             got.unwrap().unwrap(),
-            Incoming::Ping(Bytes::from_static(b"Hello"))
+            Incoming::Ping {
+                payload: Bytes::from_static(b"Hello"),
+                masked: false
+            }
         );
     }
 
@@ -588,7 +777,14 @@ mod tests {
             }
         }
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0], Incoming::Ping(Bytes::from_static(b"p")));
+        assert_eq!(
+            got[0],
+            Incoming::Ping {
+                payload: Bytes::from_static(b"p"),
+                masked: true
+            },
+            "a control frame reports its mask like a message does"
+        );
         match &got[1] {
             Incoming::Message { payload, .. } => assert_eq!(&payload[..], "héllo wörld".as_bytes()),
             other => panic!("{other:?}"),

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use bytes::{BufMut, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::error::ProtocolError;
+use super::error::{ProtocolError, SendError};
 use super::Role;
 
 /// The extension token of RFC 7692.
@@ -723,7 +723,7 @@ impl Deflater {
     /// Compresses one whole message, appending the raw DEFLATE bytes to `dst` without the
     /// trailing `0x00 0x00 0xff 0xff` (RFC 7692 §7.2.1: sync flush, then strip the 4 bytes).
     /// Resets the window afterwards when our side has no context takeover.
-    pub fn compress(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), ProtocolError> {
+    pub fn compress(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), SendError> {
         // Stored blocks; also for an empty payload, where zlib would emit nothing at all after
         // an earlier sync flush (RFC 7692 §7.2.3.6: an empty message is the octet 0x00).
         if self.stored_only || payload.is_empty() {
@@ -746,7 +746,7 @@ impl Deflater {
         if dst.len() < start + TRAILER.len() || dst[dst.len() - TRAILER.len()..] != TRAILER {
             self.stream = None;
             dst.truncate(start);
-            return Err(ProtocolError::Compress(
+            return Err(SendError::Compress(
                 "sync flush did not end with 00 00 ff ff".to_owned(),
             ));
         }
@@ -777,7 +777,7 @@ fn deflate_sync(
     stream: &mut Compress,
     payload: &[u8],
     dst: &mut BytesMut,
-) -> Result<(), ProtocolError> {
+) -> Result<(), SendError> {
     let mut input = payload;
     // Compressible messages (the point of compressing) shrink to well under half; incompressible
     // ones take one or two more rounds. Each round zero-fills only the chunk it offers.
@@ -790,16 +790,14 @@ fn deflate_sync(
         let consumed = (stream.total_in() - in_before) as usize;
         let produced = (stream.total_out() - out_before) as usize;
         dst.truncate(len + produced);
-        result.map_err(|e| ProtocolError::Compress(e.to_string()))?;
+        result.map_err(|e| SendError::Compress(e.to_string()))?;
         input = input.get(consumed..).unwrap_or_default();
         // zlib: the flush is complete once a call returns with output space left over.
         if produced < chunk && input.is_empty() {
             return Ok(());
         }
         if consumed == 0 && produced == 0 {
-            return Err(ProtocolError::Compress(
-                "deflate made no progress".to_owned(),
-            ));
+            return Err(SendError::Compress("deflate made no progress".to_owned()));
         }
         chunk = (chunk * 2).min(INFLATE_MAX_CHUNK.max(payload.len() + 64));
     }
@@ -1021,11 +1019,7 @@ const STANDALONE: DeflateParams = DeflateParams {
 /// Compresses one standalone message (no context takeover, 15-bit window) the way
 /// [`Deflater::compress`] does, appending to `dst`. Creates and drops a zlib stream (about
 /// 370 KiB) per call: for a stream of messages keep a [`Deflater`].
-pub fn compress_message(
-    payload: &[u8],
-    level: u32,
-    dst: &mut BytesMut,
-) -> Result<(), ProtocolError> {
+pub fn compress_message(payload: &[u8], level: u32, dst: &mut BytesMut) -> Result<(), SendError> {
     Deflater::new(STANDALONE, Role::Server, level, 8).compress(payload, dst)
 }
 

@@ -1,6 +1,10 @@
-//! The error of the sans-I/O protocol core, and the close code each failure maps to.
+//! The errors of the sans-I/O protocol core: [`ProtocolError`] for what the peer did wrong
+//! (each maps to the close code the connection fails with) and [`SendError`] for what the caller
+//! asked that cannot be done.
 
 use super::close::CloseCode;
+use super::frame::OpCode;
+use super::protocol::ReadyState;
 
 /// Everything that makes the protocol core fail a connection once it is open.
 ///
@@ -70,12 +74,6 @@ pub enum ProtocolError {
     /// Compressed data that could not be inflated.
     #[error("invalid compressed data: {0}")]
     BadCompressedData(String),
-    /// The compressor failed (should not happen with valid settings).
-    #[error("compression failed: {0}")]
-    Compress(String),
-    /// A message or ping was to be sent while the connection is not OPEN.
-    #[error("cannot send: the connection is {0}")]
-    NotOpen(super::protocol::ReadyState),
     /// The byte stream ended in the middle of a frame or message.
     #[error("stream ended in the middle of a frame or message")]
     Truncated,
@@ -90,9 +88,29 @@ impl ProtocolError {
             | ProtocolError::MessageTooBig { .. }
             | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::BadCompressedData(_) => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::Compress(_) => CloseCode::INTERNAL_ERROR,
             ProtocolError::Truncated => CloseCode::ABNORMAL,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
+}
+
+/// Why the protocol core refused to queue a frame: the caller's mistake (or, for
+/// [`SendError::Compress`], a compressor failure), never the peer's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Messages can only be sent while the connection is OPEN and no CLOSE was sent.
+    #[error("cannot send: the connection is {0}")]
+    NotOpen(ReadyState),
+    /// CONTINUE frames are made by the encoder, and CLOSE goes through `close()`.
+    #[error("a {0} frame cannot be sent as a message (use close() for CLOSE)")]
+    NotSendable(OpCode),
+    /// PING and PONG payloads are at most 125 bytes (RFC 6455 §5.5).
+    #[error("control frame payload of {0} bytes (the limit is 125)")]
+    ControlTooLong(usize),
+    /// A pre-encoded (unmasked) frame was given to a client, which must mask every frame.
+    #[error("a client must mask every frame it sends; pre-encoded frames are for servers")]
+    ClientMustMask,
+    /// The compressor failed (it does not with valid settings).
+    #[error("compression failed: {0}")]
+    Compress(String),
 }

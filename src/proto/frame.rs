@@ -178,6 +178,22 @@ impl FrameHeader {
         )))
     }
 
+    /// How many more bytes the header at the front of `buf` needs before
+    /// [`FrameHeader::decode`] can return it (0 once it is complete). Looks at the first two
+    /// bytes only, so it is exact as soon as they are there.
+    pub fn needed(buf: &[u8]) -> usize {
+        let Some(&b1) = buf.get(1) else {
+            return 2 - buf.len();
+        };
+        let ext: usize = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+        (2 + ext + mask).saturating_sub(buf.len())
+    }
+
     /// The number of bytes [`FrameHeader::encode`] writes.
     pub fn encoded_len(&self) -> usize {
         let len = match self.payload_len {
@@ -273,6 +289,22 @@ mod tests {
         // 64 KiB binary, unmasked: 0x82 0x7F 0x0000000000010000.
         let (h, n) = decode_all(&[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!((h.payload_len, n), (65536, 10));
+    }
+
+    #[test]
+    fn needed_counts_the_missing_header_bytes() {
+        let mut wire = bytes::BytesMut::new();
+        FrameHeader::new(OpCode::Binary, 70_000, Some([1, 2, 3, 4])).encode_to(&mut wire);
+        assert_eq!(wire.len(), 14);
+        for cut in 0..wire.len() {
+            let need = FrameHeader::needed(&wire[..cut]);
+            assert!(need > 0, "cut {cut}");
+            assert!(FrameHeader::decode(&wire[..cut]).unwrap().is_none());
+            if cut >= 2 {
+                assert_eq!(need, 14 - cut);
+            }
+        }
+        assert_eq!(FrameHeader::needed(&wire), 0);
     }
 
     #[test]

@@ -10,11 +10,11 @@
 //! | [`mask`] | masking and unmasking, a word at a time |
 //! | [`utf8`] | incremental UTF-8 validation for fragmented text |
 //! | [`close`] | [`CloseCode`] and the CLOSE payload |
-//! | [`codec`] | the message assembler/decoder and the encoder, with [`Limits`] |
-//! | [`protocol`] | [`Protocol`]: the connection state machine (close handshake, ping/pong) |
+//! | [`codec`] | the message assembler/decoder, the one frame encoder, [`Output`], [`Limits`] |
+//! | [`protocol`] | [`Protocol`]: the one connection state machine (receive queue, close handshake, ping/pong, keepalive and the other timers, how the connection ended), with time passed in |
 //! | [`deflate`] | permessage-deflate: negotiation, compressor, bounded decompressor |
 //! | [`handshake`] | the HTTP/1.1 upgrade handshake for client and server |
-//! | [`error`] | [`ProtocolError`] and its close codes |
+//! | [`error`] | [`ProtocolError`] (what the peer did wrong, with its close code) and [`SendError`] (what the caller asked that cannot be done) |
 
 pub mod close;
 pub mod codec;
@@ -27,10 +27,10 @@ pub mod protocol;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy};
-pub use error::ProtocolError;
+pub use codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
+pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode};
-pub use protocol::{Output, Protocol, ReadyState};
+pub use protocol::{CloseEvent, Config, ErrorEvent, Event, Protocol, ReadyState, Received};
 
 /// Which end of the connection this is: it decides who masks (the client) and which
 /// permessage-deflate parameters apply to our compressor and decompressor.

@@ -1,29 +1,48 @@
-//! [`Protocol`]: the state machine of one open WebSocket connection, without I/O.
+//! [`Protocol`]: the one state machine of a WebSocket connection, from before the opening
+//! handshake completes to the closed transport. It decides everything: what each frame means,
+//! when the connection fails and with which code, the close handshake, keepalive, the close,
+//! write-stall and deferred-failure timers, and how the connection ended.
 //!
-//! When to call what:
-//! - bytes read from the transport: append them to a read buffer and call
-//!   [`Protocol::receive`] until it returns `Ok(None)`; it answers PINGs and the peer's CLOSE by
-//!   itself (the answers land in [`Protocol::output`]);
-//! - the transport reached EOF: [`Protocol::receive_eof`];
-//! - the application sends: [`Protocol::send`], [`Protocol::ping`], [`Protocol::close`];
-//! - after each of these, write out [`Protocol::output`]; once it is empty and
-//!   [`Protocol::should_close_transport`] says so, close the transport and call
-//!   [`Protocol::transport_closed`].
+//! It is deterministic: no sockets, no tasks, no clock. Time comes in as [`Instant`] arguments,
+//! and [`Protocol::poll_timeout`] says when to call [`Protocol::handle_timeout`]. The tokio layer
+//! (`src/socket/driver.rs`) only moves bytes and sleeps. When to call what:
 //!
-//! The masking keys of a client are drawn from the thread-local CSPRNG of `rand`; nothing else
-//! here depends on the outside world, and there is no clock: timeouts belong to the caller.
+//! | when | call |
+//! |---|---|
+//! | the handshake succeeded / failed | [`Protocol::open`] / [`Protocol::fail_handshake`] |
+//! | bytes were read (appended to the read buffer) | [`Protocol::receive_data`] |
+//! | the transport reached EOF | [`Protocol::receive_eof`] |
+//! | reading or writing failed | [`Protocol::transport_error`] |
+//! | the application sends or closes | [`Protocol::send`], [`Protocol::send_encoded`], [`Protocol::ping`], [`Protocol::close`] |
+//! | the application wants what happened | [`Protocol::poll_event`] until `None` |
+//! | output is waiting | [`Protocol::take_output`], write it, then [`Protocol::on_write`] |
+//! | [`Protocol::wants_shutdown`] | shut the transport's write side, then [`Protocol::write_shutdown`] |
+//! | [`Protocol::poll_timeout`] has passed | [`Protocol::handle_timeout`] |
+//! | [`Protocol::state`] is [`ReadyState::Closed`] | drop the transport |
+//!
+//! Messages received wait in a bounded queue until the application takes them
+//! ([`Protocol::wants_read`] turns false when it is full, so a slow consumer slows the peer
+//! down). A protocol error or the peer's CLOSE is acted on only once the application has taken
+//! the messages that came before it, so that its replies to them go out before our CLOSE.
+//!
+//! When this end fails the connection, or a server has completed the close handshake, it shuts
+//! its write side after the CLOSE and keeps reading (and discarding) until the peer's EOF or the
+//! close timeout (RFC 6455 §7.1.1): closing a TCP socket with unread input makes the kernel
+//! answer with a reset, and the peer would lose our CLOSE.
+//!
+//! The masking keys of a client are drawn from the thread-local CSPRNG of `rand`.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame};
-use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy};
+use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
 use super::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater};
-use super::error::ProtocolError;
-use super::frame::{FrameHeader, OpCode};
+use super::error::{ProtocolError, SendError};
+use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 use super::Role;
 
 /// The state of a connection. The discriminants are the seed's constants (`ws.CONNECTING` …
@@ -65,156 +84,205 @@ impl fmt::Display for ReadyState {
     }
 }
 
-/// Payloads at least this large are queued as their own `Bytes` instead of being copied into the
-/// output buffer (when they need neither masking nor compression).
-pub const ZERO_COPY_MIN: usize = 4096;
-
-/// Bytes waiting to be written: a buffer for small frames plus large payloads kept as they came.
-#[derive(Debug, Default)]
-pub struct Output {
-    chunks: VecDeque<Bytes>,
-    tail: BytesMut,
-    len: usize,
-}
-
-impl Output {
-    /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// How many bytes are waiting.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The buffer that small frames are encoded into; call [`Output::commit_tail`] after writing
-    /// to it.
-    fn tail_mut(&mut self) -> &mut BytesMut {
-        &mut self.tail
-    }
-
-    fn commit_tail(&mut self, before: usize) {
-        self.len += self.tail.len() - before;
-    }
-
-    fn push_chunk(&mut self, chunk: Bytes) {
-        if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
-        }
-        self.len += chunk.len();
-        self.chunks.push_back(chunk);
-    }
-
-    /// Fills `dst` with slices of the waiting bytes, in order; returns how many it filled.
-    pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let parts = self
-            .chunks
-            .iter()
-            .map(|c| &c[..])
-            .chain(std::iter::once(&self.tail[..]));
-        let mut n = 0;
-        for part in parts.filter(|p| !p.is_empty()) {
-            if n == dst.len() {
-                break;
-            }
-            dst[n] = IoSlice::new(part);
-            n += 1;
-        }
-        n
-    }
-
-    /// The first contiguous run of waiting bytes.
-    pub fn first_chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&self.tail[..], |c| &c[..])
-    }
-
-    /// Drops the first `n` waiting bytes (after they were written).
-    pub fn advance(&mut self, mut n: usize) {
-        self.len -= n.min(self.len);
-        while n > 0 {
-            match self.chunks.front_mut() {
-                Some(front) => {
-                    let k = n.min(front.len());
-                    front.advance(k);
-                    n -= k;
-                    if front.is_empty() {
-                        self.chunks.pop_front();
-                    }
-                }
-                None => {
-                    let k = n.min(self.tail.len());
-                    self.tail.advance(k);
-                    n = 0;
-                }
-            }
-        }
-        if self.len == 0 && self.tail.is_empty() && self.tail.capacity() > 64 * 1024 {
-            // Give back a buffer grown by a burst.
-            self.tail = BytesMut::new();
-        }
-    }
-}
-
-/// How a connection ended, as reported to the application.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloseInfo {
-    /// The code: the peer's (or 1005 when its CLOSE had none), the one we failed with, or 1006
-    /// when the transport ended without a close handshake.
-    pub code: CloseCode,
-    /// The reason that came with it.
-    pub reason: String,
-    /// Whether the close handshake was completed.
-    pub clean: bool,
-}
-
-/// The state machine of one open connection.
-#[derive(Debug)]
-pub struct Protocol {
-    role: Role,
-    state: ReadyState,
-    decoder: Decoder,
-    encoder: Encoder,
-    output: Output,
-    close_sent: bool,
-    close_received: bool,
-    failed: bool,
-    /// The input broke a rule ([`Protocol::receive_deferred`]): nothing more is decoded.
-    input_failed: bool,
-    /// The peer's CLOSE arrived and awaits our answer (with the code to echo).
-    close_reply: Option<Option<CloseCode>>,
-    close_info: Option<CloseInfo>,
-    /// The payload of the latest PING not answered yet, held back while the output is over
-    /// [`PONG_HOLD_BACK`].
-    held_pong: Option<Bytes>,
-}
-
 /// Unwritten output (bytes) beyond which PINGs are not answered at once: only the latest one
 /// is remembered and answered once the output drains (RFC 6455 §5.5.3 allows answering only
 /// the most recent PING), so a peer that sends PINGs and never reads cannot grow our output.
 pub const PONG_HOLD_BACK: usize = 64 * 1024;
 
+/// The settings of the state machine: limits, timeouts and the receive queue's bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Frame, message and fragment limits of the decoder.
+    pub limits: Limits,
+    /// How long to wait for the peer's CLOSE after ours, and for its EOF after the handshake.
+    pub close_timeout: Duration,
+    /// Send a PING after this long without hearing from the peer; `None`: no keepalive.
+    pub ping_interval: Option<Duration>,
+    /// How long a keepalive PING may go unanswered before the connection is dropped.
+    pub ping_timeout: Duration,
+    /// Drop the connection when the transport accepts no byte for this long while output waits.
+    pub write_timeout: Option<Duration>,
+    /// How many received messages may wait for the application before reading stops.
+    pub recv_queue_limit: usize,
+    /// How many bytes of received messages may wait before reading stops (one message is
+    /// always let through, whatever its size).
+    pub recv_buffer_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            close_timeout: Duration::from_secs(10),
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(20),
+            write_timeout: Some(Duration::from_secs(60)),
+            recv_queue_limit: 256,
+            recv_buffer_limit: 4 << 20,
+        }
+    }
+}
+
+/// A whole data message as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// [`OpCode::Text`] or [`OpCode::Binary`].
+    pub opcode: OpCode,
+    /// The payload (reassembled, unmasked, inflated, UTF-8 checked for text).
+    pub payload: Bytes,
+    /// Whether it was compressed on the wire.
+    pub compressed: bool,
+    /// Whether its frames were masked.
+    pub masked: bool,
+}
+
+/// The `error` event: why the connection failed, with the close code the failure maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorEvent {
+    /// 1002 for a failed handshake, 1006 for a lost connection or a timeout, or the code of
+    /// the peer's protocol violation.
+    pub code: CloseCode,
+    /// A description a person can act on.
+    pub reason: String,
+}
+
+/// The `close` event: how the connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseEvent {
+    /// The peer's code (1005 if its CLOSE had none), ours after a failure, or 1006 when the
+    /// connection ended without a close handshake.
+    pub code: CloseCode,
+    /// The reason that came with it.
+    pub reason: String,
+    /// Whether the close handshake completed.
+    pub clean: bool,
+}
+
+/// What [`Protocol::poll_event`] hands to the application, in this order: messages, then (once
+/// the connection is closed) the error if it failed, then how it closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole TEXT or BINARY message.
+    Message(Received),
+    /// The connection failed (at most once, right before [`Event::Closed`]).
+    Error(ErrorEvent),
+    /// The connection is closed (once, last).
+    Closed(CloseEvent),
+}
+
+/// How the input ended, while the application still has messages to take.
+#[derive(Debug)]
+enum End {
+    /// A protocol error: fail the connection.
+    Failure(ProtocolError),
+    /// The peer's CLOSE (its payload): answer it.
+    CloseReply(Option<CloseFrame>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    interval: Duration,
+    /// When the timer is due next (a PING to send, or the answer to one overdue).
+    deadline: Instant,
+    /// When bytes last arrived.
+    heard: Instant,
+    /// When the unanswered keepalive PING went out.
+    ping_sent: Option<Instant>,
+}
+
+/// The state machine of one connection (see the module docs for when to call what).
+#[derive(Debug)]
+pub struct Protocol {
+    role: Role,
+    config: Config,
+    state: ReadyState,
+    /// The handshake succeeded at some point ([`Protocol::open`]).
+    opened: bool,
+    decoder: Decoder,
+    encoder: Encoder,
+    output: Output,
+    /// Bytes taken with [`Protocol::take_output`] that the transport has not accepted yet.
+    backlog: usize,
+    queue: VecDeque<Received>,
+    queue_bytes: usize,
+    end: Option<End>,
+    /// The application's last [`Protocol::poll_event`] found nothing: it waits for more.
+    awaiting: bool,
+    /// Nobody will take messages any more: they are dropped as they come.
+    abandoned: bool,
+    /// Nothing more is decoded (after a protocol error, the peer's CLOSE, or EOF).
+    input_done: bool,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+    eof: bool,
+    write_shut: bool,
+    error: Option<ErrorEvent>,
+    outcome: Option<CloseEvent>,
+    error_reported: bool,
+    close_reported: bool,
+    /// The payload of the latest PING not answered yet, held back while the output is over
+    /// [`PONG_HOLD_BACK`].
+    held_pong: Option<Bytes>,
+    close_deadline: Option<Instant>,
+    end_deadline: Option<Instant>,
+    write_deadline: Option<Instant>,
+    keepalive: Option<Keepalive>,
+}
+
 impl Protocol {
-    /// A protocol in the OPEN state (the handshake is done elsewhere), without compression.
-    pub fn new(role: Role, limits: Limits) -> Self {
+    /// A connection in the CONNECTING state, without compression: call [`Protocol::open`] once
+    /// the handshake succeeded.
+    pub fn new(role: Role, config: Config) -> Self {
         let policy = match role {
             Role::Server => MaskPolicy::Require,
             Role::Client => MaskPolicy::Forbid,
         };
         Protocol {
             role,
-            state: ReadyState::Open,
-            decoder: Decoder::new(policy, limits),
+            decoder: Decoder::new(policy, config.limits),
+            config,
+            state: ReadyState::Connecting,
+            opened: false,
             encoder: Encoder::new(),
             output: Output::default(),
+            backlog: 0,
+            queue: VecDeque::new(),
+            queue_bytes: 0,
+            end: None,
+            // Before taking any message the application is answering none.
+            awaiting: true,
+            abandoned: false,
+            input_done: false,
             close_sent: false,
             close_received: false,
             failed: false,
-            input_failed: false,
-            close_reply: None,
-            close_info: None,
+            eof: false,
+            write_shut: false,
+            error: None,
+            outcome: None,
+            error_reported: false,
+            close_reported: false,
             held_pong: None,
+            close_deadline: None,
+            end_deadline: None,
+            write_deadline: None,
+            keepalive: None,
         }
+    }
+
+    /// An OPEN connection (the handshake was done elsewhere) with `limits` and the other
+    /// settings at their defaults.
+    pub fn new_open(role: Role, limits: Limits, now: Instant) -> Self {
+        let mut p = Protocol::new(
+            role,
+            Config {
+                limits,
+                ..Config::default()
+            },
+        );
+        p.open(now);
+        p
     }
 
     /// Turns on permessage-deflate with the negotiated parameters.
@@ -232,9 +300,44 @@ impl Protocol {
         );
     }
 
+    /// The handshake succeeded: CONNECTING becomes OPEN and keepalive starts.
+    pub fn open(&mut self, now: Instant) {
+        if self.state != ReadyState::Connecting {
+            return;
+        }
+        self.state = ReadyState::Open;
+        self.opened = true;
+        self.keepalive = self.config.ping_interval.map(|interval| Keepalive {
+            interval,
+            deadline: now + interval,
+            heard: now,
+            ping_sent: None,
+        });
+    }
+
+    /// The connection attempt or the handshake failed: the error (1002) and the close (1006)
+    /// follow, and the state is CLOSED.
+    pub fn fail_handshake(&mut self, reason: &str) {
+        if self.state == ReadyState::Closed {
+            return;
+        }
+        self.set_error(CloseCode::PROTOCOL_ERROR, reason);
+        self.outcome = Some(CloseEvent {
+            code: CloseCode::ABNORMAL,
+            reason: reason.to_owned(),
+            clean: false,
+        });
+        self.state = ReadyState::Closed;
+    }
+
     /// Our role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The current state.
@@ -242,168 +345,213 @@ impl Protocol {
         self.state
     }
 
+    /// Whether the connection ever opened (the `open` event is due).
+    pub fn was_opened(&self) -> bool {
+        self.opened
+    }
+
     /// Whether permessage-deflate is on.
     pub fn compresses(&self) -> bool {
         self.encoder.compresses()
     }
 
-    /// The decoder's limits.
-    pub fn limits(&self) -> &Limits {
-        self.decoder.limits()
-    }
-
-    /// Bytes held by compression state and partial messages.
+    /// Bytes held by compression state, a partly received message and queued messages.
     pub fn memory_usage(&self) -> usize {
-        self.decoder.memory_usage() + self.encoder.memory_usage()
+        self.decoder.memory_usage() + self.encoder.memory_usage() + self.queue_bytes
     }
 
-    /// How the connection ended, once it has (or once the close handshake started).
-    pub fn close_info(&self) -> Option<&CloseInfo> {
-        self.close_info.as_ref()
+    /// Whether our CLOSE has been queued.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
     }
 
-    /// The bytes to write to the transport.
-    pub fn output(&mut self) -> &mut Output {
-        &mut self.output
+    /// Whether messages may be queued now (OPEN, and no CLOSE sent).
+    pub fn can_send(&self) -> bool {
+        self.state == ReadyState::Open && !self.close_sent
     }
 
-    /// Answers the PING held back while the output was full ([`PONG_HOLD_BACK`]), once the
-    /// output is below that again. Call it after writing.
-    pub fn release_held_pong(&mut self) {
-        if self.output.len() < PONG_HOLD_BACK {
-            if let Some(payload) = self.held_pong.take() {
-                if !self.close_sent {
-                    self.write_control(OpCode::Pong, &payload);
-                }
-            }
+    /// The error, once the connection failed.
+    pub fn error(&self) -> Option<&ErrorEvent> {
+        self.error.as_ref()
+    }
+
+    /// How the connection ended, once it is CLOSED.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        match self.state {
+            ReadyState::Closed => self.outcome.as_ref(),
+            _ => None,
         }
     }
 
-    /// Hint for how many bytes the read buffer should have room for.
-    pub fn bytes_wanted(&self, buffered: usize) -> usize {
-        self.decoder.bytes_wanted(buffered)
+    /// Bytes queued for sending that the transport has not accepted yet (the browser's
+    /// `bufferedAmount`): the output plus what was taken and is still being written.
+    pub fn buffered(&self) -> usize {
+        self.output.len() + self.backlog
     }
 
-    /// Processes bytes from the transport. Returns the next message or control frame, or
-    /// `Ok(None)` when more bytes are needed.
-    ///
-    /// PINGs are answered and the peer's CLOSE is echoed here. After an error the CLOSE frame
-    /// with the error's code is already queued and the transport should be closed once the output
-    /// is written ([`Protocol::should_close_transport`]).
-    pub fn receive(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
-        match self.receive_deferred(buf) {
-            Err(err) => {
-                self.fail_with(&err);
-                Err(err)
-            }
-            Ok(Some(Incoming::Close(frame))) => {
-                self.reply_close();
-                Ok(Some(Incoming::Close(frame)))
-            }
-            ok => ok,
+    /// Received messages waiting for the application.
+    pub fn queued_messages(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the receive queue is at its count or byte limit.
+    pub fn queue_full(&self) -> bool {
+        self.queue.len() >= self.config.recv_queue_limit
+            || self.queue_bytes >= self.config.recv_buffer_limit
+    }
+
+    /// Whether the transport should be read now: not once it reached EOF or closed, and not
+    /// while the receive queue is full (call [`Protocol::receive_data`] again with what is
+    /// left in the buffer once [`Protocol::poll_event`] made room).
+    pub fn wants_read(&self) -> bool {
+        // Once nothing more is decoded, reading only drops bytes until the peer's EOF.
+        !self.eof && self.state != ReadyState::Closed && (self.input_done || !self.queue_full())
+    }
+
+    /// How many more bytes the read buffer `buf` needs before decoding can make progress (a
+    /// hint for sizing reads; at least 1).
+    pub fn bytes_wanted(&self, buf: &[u8]) -> usize {
+        self.decoder.bytes_wanted(buf)
+    }
+
+    /// Decodes what `buf` holds (bytes read from the transport, appended to what was left):
+    /// messages go to the receive queue, PINGs are answered, the peer's CLOSE is answered and
+    /// protocol errors fail the connection (each once the messages before it were taken). Stops
+    /// when the queue is full, leaving the rest in `buf`. Returns how many messages it queued.
+    pub fn receive_data(&mut self, buf: &mut BytesMut, now: Instant) -> usize {
+        if let Some(k) = self.keepalive.as_mut() {
+            k.heard = now;
         }
-    }
-
-    /// Like [`Protocol::receive`], but neither a protocol error nor the peer's CLOSE ends the
-    /// connection yet: the input is dropped from then on (nothing more is decoded), while the
-    /// connection stays OPEN so that replies to the messages received before can still be sent.
-    /// The caller then fails the connection with [`Protocol::fail_with`], or answers the CLOSE
-    /// with [`Protocol::reply_close`] (say, once the application has taken those messages), so
-    /// that the peer sees the replies before our CLOSE.
-    pub fn receive_deferred(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<Incoming>, ProtocolError> {
-        if self.close_received
-            || self.failed
-            || self.input_failed
-            || self.state == ReadyState::Closed
-        {
-            // Nothing may follow the peer's CLOSE; nothing is read after a failure.
+        if self.input_done || self.state == ReadyState::Closed {
+            // Nothing may follow the peer's CLOSE; after a failure the rest is read and dropped.
             buf.clear();
-            return Ok(None);
+            return 0;
         }
-        match self.decoder.decode(buf) {
-            Ok(Some(Incoming::Ping(payload))) => {
-                if self.output.len() >= PONG_HOLD_BACK {
-                    self.held_pong = Some(payload.clone());
-                } else {
-                    self.held_pong = None;
-                    if !self.close_sent {
-                        self.write_control(OpCode::Pong, &payload);
+        let mut queued = 0;
+        while !self.queue_full() {
+            let item = match self.decoder.decode(buf) {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(err) => {
+                    self.input_done = true;
+                    buf.clear();
+                    self.end_input(End::Failure(err), now);
+                    break;
+                }
+            };
+            match item {
+                Incoming::Message {
+                    opcode,
+                    payload,
+                    compressed,
+                    masked,
+                } => {
+                    if self.abandoned {
+                        continue;
+                    }
+                    self.queue_bytes += payload.len();
+                    self.queue.push_back(Received {
+                        opcode,
+                        payload,
+                        compressed,
+                        masked,
+                    });
+                    queued += 1;
+                }
+                Incoming::Ping { payload, .. } => {
+                    if self.buffered() >= PONG_HOLD_BACK {
+                        self.held_pong = Some(payload);
+                    } else {
+                        self.held_pong = None;
+                        if !self.close_sent {
+                            self.write_control(OpCode::Pong, &payload);
+                        }
                     }
                 }
-                Ok(Some(Incoming::Ping(payload)))
+                // Any byte from the peer counts as an answer to keepalive (`heard` above).
+                Incoming::Pong { .. } => {}
+                Incoming::Close { frame, .. } => {
+                    self.close_received = true;
+                    self.input_done = true;
+                    buf.clear();
+                    if !self.failed {
+                        self.outcome = Some(CloseEvent {
+                            code: frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code),
+                            reason: frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default(),
+                            clean: true,
+                        });
+                    }
+                    if self.close_sent {
+                        // The answer to ours.
+                        self.state = ReadyState::Closing;
+                    } else {
+                        self.end_input(End::CloseReply(frame), now);
+                    }
+                    break;
+                }
             }
-            Ok(Some(Incoming::Close(frame))) => {
-                self.close_received = true;
-                let info = match &frame {
-                    Some(f) => CloseInfo {
-                        code: f.code,
-                        reason: f.reason.clone(),
-                        clean: true,
-                    },
-                    None => CloseInfo {
-                        code: CloseCode::NO_STATUS,
-                        reason: String::new(),
-                        clean: true,
-                    },
-                };
+        }
+        queued
+    }
+
+    /// The input ended (an error or the peer's CLOSE): act now if the application has taken
+    /// everything before it (for an error: and is waiting for more), else once it has, or once
+    /// the close timeout passed.
+    fn end_input(&mut self, end: End, now: Instant) {
+        let at_once = self.queue.is_empty()
+            && (self.awaiting || self.abandoned || matches!(end, End::CloseReply(_)));
+        if at_once {
+            self.apply_end(end, now);
+        } else {
+            self.end = Some(end);
+            self.end_deadline = Some(now + self.config.close_timeout);
+        }
+    }
+
+    fn apply_end(&mut self, end: End, now: Instant) {
+        self.end_deadline = None;
+        match end {
+            End::Failure(err) => {
+                tracing::debug!(error = %err, "failing the connection");
+                self.fail(err.close_code(), &err.to_string(), now);
+            }
+            End::CloseReply(frame) => {
                 if !self.close_sent {
-                    // Our answer waits for `reply_close` (the caller may first send replies to
-                    // the messages that arrived before this CLOSE).
-                    self.close_reply = Some(frame.as_ref().map(|f| f.code));
-                    self.close_info = Some(info);
-                } else {
-                    // We started the handshake: report the peer's answer.
-                    self.close_info = Some(info);
+                    // Echo the peer's code and reason (RFC 6455 §5.5.1); an empty CLOSE gets an
+                    // empty CLOSE.
+                    let payload = frame.map(|f| f.encode()).unwrap_or_default();
+                    self.write_control(OpCode::Close, &payload);
+                    self.mark_close_sent(now);
+                }
+                if self.state != ReadyState::Closed {
                     self.state = ReadyState::Closing;
                 }
-                buf.clear();
-                Ok(Some(Incoming::Close(frame)))
-            }
-            Ok(other) => Ok(other),
-            Err(err) => {
-                self.input_failed = true;
-                buf.clear();
-                Err(err)
             }
         }
     }
 
-    /// Answers the peer's CLOSE, if one arrived and is not answered yet: echoes its code (RFC
-    /// 6455 §5.5.1; an empty CLOSE gets an empty CLOSE). [`Protocol::receive`] does this at
-    /// once; after [`Protocol::receive_deferred`] the caller does, once it has sent what it
-    /// wanted to send first.
-    pub fn reply_close(&mut self) {
-        let Some(code) = self.close_reply.take() else {
+    fn mark_close_sent(&mut self, now: Instant) {
+        self.close_sent = true;
+        self.held_pong = None;
+        self.close_deadline = Some(now + self.config.close_timeout);
+    }
+
+    fn set_error(&mut self, code: CloseCode, reason: &str) {
+        if self.error.is_none() {
+            self.error = Some(ErrorEvent {
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Fails the connection: queues a CLOSE with `code` (1002 on the wire for a code that may
+    /// not be sent) unless one was sent, records the error, and from then on reads only to
+    /// drop what comes until the peer's EOF.
+    pub fn fail(&mut self, code: CloseCode, reason: &str, now: Instant) {
+        if self.state == ReadyState::Closed {
             return;
-        };
-        if !self.close_sent {
-            let payload = code
-                .map(|c| CloseFrame::new(c, "").encode())
-                .unwrap_or_default();
-            self.write_control(OpCode::Close, &payload);
-            self.close_sent = true;
         }
-        if self.state != ReadyState::Closed {
-            self.state = ReadyState::Closing;
-        }
-    }
-
-    /// Whether the peer's CLOSE arrived and still waits for [`Protocol::reply_close`].
-    pub fn close_reply_pending(&self) -> bool {
-        self.close_reply.is_some()
-    }
-
-    /// Fails the connection for `err` (see [`Protocol::fail`]).
-    pub fn fail_with(&mut self, err: &ProtocolError) {
-        self.fail(err.close_code(), &err.to_string());
-    }
-
-    /// Fails the connection: queues a CLOSE with `code` (unless one was sent) and marks the
-    /// transport for closing without waiting for the peer.
-    pub fn fail(&mut self, code: CloseCode, reason: &str) {
         if !self.close_sent {
             let wire = if code.is_valid_on_wire() {
                 code
@@ -412,143 +560,317 @@ impl Protocol {
             };
             let payload = CloseFrame::new(wire, reason).encode();
             self.write_control(OpCode::Close, &payload);
-            self.close_sent = true;
+            self.mark_close_sent(now);
         }
         self.failed = true;
-        self.close_info = Some(CloseInfo {
+        self.input_done = true;
+        self.set_error(code, reason);
+        self.outcome = Some(CloseEvent {
             code,
             reason: reason.to_owned(),
             clean: false,
         });
+        self.state = ReadyState::Closing;
+    }
+
+    /// Ends the connection at once, without a close handshake (a timeout, a lost transport):
+    /// error and close both carry 1006.
+    fn abort(&mut self, reason: &str) {
+        if self.state == ReadyState::Closed {
+            return;
+        }
+        self.set_error(CloseCode::ABNORMAL, reason);
+        match self.outcome.as_mut() {
+            // The peer's CLOSE came, ours did not go out: its code stands, not clean.
+            Some(o) if self.close_received && !self.failed => o.clean = false,
+            _ => {
+                self.outcome = Some(CloseEvent {
+                    code: CloseCode::ABNORMAL,
+                    reason: reason.to_owned(),
+                    clean: false,
+                })
+            }
+        }
+        self.state = ReadyState::Closed;
+    }
+
+    /// The next thing for the application: a received message, then, once the connection is
+    /// closed, the error (if it failed) and the close. `None`: nothing now.
+    ///
+    /// A protocol error or the peer's CLOSE that waits for the application is acted on here,
+    /// once it has taken every message that came before.
+    pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        if let Some(msg) = self.queue.pop_front() {
+            self.queue_bytes -= msg.payload.len().min(self.queue_bytes);
+            self.awaiting = false;
+            return Some(Event::Message(msg));
+        }
+        if let Some(end) = self.end.take() {
+            self.apply_end(end, now);
+        }
+        self.awaiting = true;
         if self.state != ReadyState::Closed {
-            self.state = ReadyState::Closing;
+            return None;
+        }
+        if !self.error_reported {
+            self.error_reported = true;
+            if let Some(e) = &self.error {
+                return Some(Event::Error(e.clone()));
+            }
+        }
+        if !self.close_reported {
+            self.close_reported = true;
+            return self.outcome.clone().map(Event::Closed);
+        }
+        None
+    }
+
+    /// Nobody will take messages from now on (the application dropped every handle): queued
+    /// and later messages are dropped, a waiting failure or CLOSE answer is acted on, and an
+    /// open connection is closed with 1001 (going away).
+    pub fn abandon(&mut self, now: Instant) {
+        self.abandoned = true;
+        self.queue.clear();
+        self.queue_bytes = 0;
+        if let Some(end) = self.end.take() {
+            self.apply_end(end, now);
+        }
+        if self.state == ReadyState::Open {
+            self.close(CloseCode::GOING_AWAY, "", now);
         }
     }
 
     /// The transport reached EOF.
-    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
-        let cut = !self.close_received && !self.failed;
-        if cut && self.close_info.as_ref().is_none_or(|i| i.clean) {
-            self.close_info = Some(CloseInfo {
+    pub fn receive_eof(&mut self, now: Instant) {
+        if self.eof || self.state == ReadyState::Closed {
+            return;
+        }
+        self.eof = true;
+        self.input_done = true;
+        if let Some(end) = self.end.take() {
+            self.apply_end(end, now);
+        }
+        if !self.close_received && !self.failed {
+            self.set_error(
+                CloseCode::ABNORMAL,
+                "the connection was lost without a close handshake",
+            );
+            self.outcome = Some(CloseEvent {
                 code: CloseCode::ABNORMAL,
                 reason: "connection closed without a close handshake".to_owned(),
                 clean: false,
             });
         }
-        self.state = ReadyState::Closed;
-        if cut {
-            self.decoder.decode_eof()?;
-            return Err(ProtocolError::Truncated);
+        self.close_if_drained();
+    }
+
+    /// Reading or writing the transport failed: the connection is CLOSED (1006 unless the
+    /// close handshake was complete).
+    pub fn transport_error(&mut self, reason: &str) {
+        if self.close_sent && self.close_received && !self.failed {
+            self.state = ReadyState::Closed;
+        } else {
+            self.abort(&format!("connection lost: {reason}"));
         }
-        Ok(())
     }
 
-    /// Whether we should close the transport once the output is written: after a failure, and on
-    /// the server side once CLOSE went both ways (RFC 6455 §7.1.1: the server closes TCP first).
-    /// A client waits for the server to close, with a timeout of the caller's.
-    pub fn should_close_transport(&self) -> bool {
-        self.failed || (self.close_sent && self.close_received && self.role == Role::Server)
-    }
-
-    /// Whether the close handshake is done (CLOSE sent and received, or the connection failed).
-    pub fn close_handshake_done(&self) -> bool {
-        self.failed || (self.close_sent && self.close_received)
-    }
-
-    /// Whether our CLOSE has been queued.
-    pub fn close_sent(&self) -> bool {
-        self.close_sent
-    }
-
-    /// Marks the transport closed: the state becomes CLOSED.
-    pub fn transport_closed(&mut self) {
-        if self.close_info.is_none() {
-            self.close_info = Some(CloseInfo {
-                code: CloseCode::ABNORMAL,
-                reason: "connection closed".to_owned(),
-                clean: false,
-            });
+    fn close_if_drained(&mut self) {
+        if self.eof && self.buffered() == 0 {
+            self.state = ReadyState::Closed;
         }
-        self.state = ReadyState::Closed;
     }
 
-    /// Queues a data message (TEXT or BINARY) or a PING/PONG as one frame.
-    ///
-    /// Errors with [`ProtocolError::NotOpen`] unless OPEN. A large payload that needs no masking
-    /// and no compression is queued as it is, without a copy.
+    /// Moves the queued output out for writing. What the transport does not accept at once is
+    /// the caller's backlog, reported with [`Protocol::on_write`] (a write that took everything
+    /// needs no report).
+    pub fn take_output(&mut self) -> Output {
+        self.output.take()
+    }
+
+    /// Whether output is waiting to be taken.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// After writing: `backlog` bytes taken with [`Protocol::take_output`] are still not
+    /// accepted by the transport, and `progressed` says whether it accepted any. Runs the
+    /// write-stall timer and answers a held-back PING once the output has drained.
+    pub fn on_write(&mut self, backlog: usize, progressed: bool, now: Instant) {
+        self.backlog = backlog;
+        if self.buffered() == 0 {
+            self.write_deadline = None;
+        } else if let Some(limit) = self.config.write_timeout {
+            if progressed || self.write_deadline.is_none() {
+                self.write_deadline = Some(now + limit);
+            }
+        }
+        if self.buffered() < PONG_HOLD_BACK {
+            if let Some(payload) = self.held_pong.take() {
+                if !self.close_sent {
+                    self.write_control(OpCode::Pong, &payload);
+                }
+            }
+        }
+        self.close_if_drained();
+    }
+
+    /// Whether to shut the transport's write side now: everything is written and either the
+    /// connection failed or, on the server, the close handshake is complete (RFC 6455 §7.1.1:
+    /// the server closes first). The peer then sees our CLOSE and EOF, while we keep reading.
+    pub fn wants_shutdown(&self) -> bool {
+        !self.write_shut
+            && self.state != ReadyState::Closed
+            && self.buffered() == 0
+            && (self.failed
+                || (self.role == Role::Server && self.close_sent && self.close_received))
+    }
+
+    /// The transport's write side is shut (after [`Protocol::wants_shutdown`]).
+    pub fn write_shutdown(&mut self) {
+        self.write_shut = true;
+        self.close_if_drained();
+    }
+
+    /// When [`Protocol::handle_timeout`] should be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == ReadyState::Closed {
+            return None;
+        }
+        let keepalive = match (self.state, &self.keepalive) {
+            (ReadyState::Open, Some(k)) if !self.close_sent => Some(k.deadline),
+            _ => None,
+        };
+        [
+            self.close_deadline,
+            self.end_deadline,
+            self.write_deadline,
+            keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Acts on every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.end_deadline.is_some_and(|t| t <= now) {
+            // The application does not take the messages that came before the end.
+            if let Some(end) = self.end.take() {
+                self.apply_end(end, now);
+            }
+            self.end_deadline = None;
+        }
+        if self.close_deadline.is_some_and(|t| t <= now) {
+            tracing::debug!("close handshake timed out");
+            if self.close_received || self.failed {
+                self.state = ReadyState::Closed;
+            } else {
+                self.abort("the peer did not answer our CLOSE in time");
+            }
+        }
+        if let (Some(t), Some(limit)) = (self.write_deadline, self.config.write_timeout) {
+            if t <= now {
+                self.abort(&format!("the peer read nothing for {limit:?}; dropped"));
+            }
+        }
+        self.keepalive_timeout(now);
+    }
+
+    fn keepalive_timeout(&mut self, now: Instant) {
+        let Some(mut k) = self.keepalive else {
+            return;
+        };
+        if self.state != ReadyState::Open || self.close_sent || k.deadline > now {
+            return;
+        }
+        if let Some(sent) = k.ping_sent {
+            if k.heard < sent {
+                let timeout = self.config.ping_timeout;
+                self.abort(&format!("no answer to a keepalive ping within {timeout:?}"));
+                return;
+            }
+            k.ping_sent = None;
+        }
+        if k.heard + k.interval > now {
+            k.deadline = k.heard + k.interval;
+        } else {
+            self.write_control(OpCode::Ping, b"");
+            k.ping_sent = Some(now);
+            k.deadline = now + self.config.ping_timeout;
+        }
+        self.keepalive = Some(k);
+    }
+
+    /// Queues a data message (TEXT or BINARY) or a PING/PONG as one frame. A large payload that
+    /// needs no masking and no compression is queued as it is, without a copy.
     pub fn send(
         &mut self,
         opcode: OpCode,
         payload: Bytes,
         compression: Compression,
-    ) -> Result<(), ProtocolError> {
-        if self.state != ReadyState::Open || self.close_sent {
-            return Err(ProtocolError::NotOpen(self.state));
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen(self.state));
         }
-        if opcode == OpCode::Close || opcode == OpCode::Continue {
-            return Err(ProtocolError::NotOpen(self.state));
+        if matches!(opcode, OpCode::Close | OpCode::Continue) {
+            return Err(SendError::NotSendable(opcode));
         }
-        if opcode.is_control() && payload.len() > super::frame::MAX_CONTROL_PAYLOAD {
-            return Err(ProtocolError::ControlTooLong(payload.len() as u64));
+        if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
         }
         let mask = self.next_mask();
-        if mask.is_none()
-            && payload.len() >= ZERO_COPY_MIN
-            && !self
-                .encoder
-                .would_compress(opcode, payload.len(), compression)
-        {
-            let tail = self.output.tail_mut();
-            let before = tail.len();
-            FrameHeader::new(opcode, payload.len() as u64, None).encode_to(tail);
-            self.output.commit_tail(before);
-            self.output.push_chunk(payload);
-            return Ok(());
-        }
-        let tail = self.output.tail_mut();
-        let before = tail.len();
-        let result = self
-            .encoder
-            .encode(opcode, &payload, compression, mask, tail);
-        self.output.commit_tail(before);
-        result
+        self.encoder
+            .encode_to_output(opcode, payload, compression, mask, &mut self.output)
     }
 
     /// Queues a frame that is already encoded (unmasked: server side only), without copying.
-    /// The caller guarantees `frame` holds exactly one valid, unmasked, uncompressed data or
-    /// PING/PONG frame.
-    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), ProtocolError> {
-        if self.state != ReadyState::Open || self.close_sent {
-            return Err(ProtocolError::NotOpen(self.state));
+    /// The caller guarantees `frame` holds exactly one valid, unmasked data or PING/PONG frame.
+    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::NotOpen(self.state));
         }
         if self.role == Role::Client {
-            return Err(ProtocolError::Masking(
-                "a client must mask every frame it sends",
-            ));
+            return Err(SendError::ClientMustMask);
         }
-        self.output.push_chunk(frame);
+        self.encoder.push_encoded(frame, &mut self.output);
         Ok(())
     }
 
     /// Queues a PING.
-    pub fn ping(&mut self, payload: Bytes) -> Result<(), ProtocolError> {
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.send(OpCode::Ping, payload, Compression::Never)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes). Does nothing if a
-    /// CLOSE was already sent. If the peer's CLOSE already arrived, it was answered then.
-    pub fn close(&mut self, code: CloseCode, reason: &str) {
-        if self.close_sent || self.state == ReadyState::Closed {
+    /// CLOSE was already sent or the connection is closed; while CONNECTING it abandons the
+    /// attempt (CLOSED, 1006).
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) {
+        match self.state {
+            ReadyState::Closed => return,
+            ReadyState::Connecting => {
+                self.outcome = Some(CloseEvent {
+                    code: CloseCode::ABNORMAL,
+                    reason: "closed before the connection opened".to_owned(),
+                    clean: false,
+                });
+                self.state = ReadyState::Closed;
+                return;
+            }
+            ReadyState::Open | ReadyState::Closing => {}
+        }
+        if self.close_sent {
             return;
         }
         let payload = CloseFrame::new(code, reason).encode();
         self.write_control(OpCode::Close, &payload);
-        self.close_sent = true;
-        self.close_info = Some(CloseInfo {
-            code,
-            reason: reason.to_owned(),
-            clean: true,
-        });
+        self.mark_close_sent(now);
+        if !self.close_received {
+            self.outcome = Some(CloseEvent {
+                code,
+                reason: reason.to_owned(),
+                clean: true,
+            });
+        }
         self.state = ReadyState::Closing;
     }
 
@@ -561,187 +883,69 @@ impl Protocol {
 
     fn write_control(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = self.next_mask();
-        let tail = self.output.tail_mut();
-        let before = tail.len();
-        super::codec::write_frame(
-            FrameHeader::new(opcode, payload.len() as u64, mask),
-            payload,
-            tail,
+        // Control payloads are at most 125 bytes and never compressed: this cannot fail.
+        let _ = self.encoder.encode_to_output(
+            opcode,
+            Bytes::copy_from_slice(payload),
+            Compression::Never,
+            mask,
+            &mut self.output,
         );
-        self.output.commit_tail(before);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::IoSlice;
+
     use super::*;
 
-    /// Moves everything one side wrote into the other's read buffer.
-    fn pump(from: &mut Protocol, to: &mut Protocol) -> Vec<Incoming> {
-        let mut buf = BytesMut::new();
-        while !from.output().is_empty() {
-            let chunk = from.output().first_chunk().to_vec();
-            buf.extend_from_slice(&chunk);
-            from.output().advance(chunk.len());
+    /// Writes everything `p` queued as if the transport took it all; returns the bytes.
+    fn wire(p: &mut Protocol, now: Instant) -> BytesMut {
+        let mut out = p.take_output();
+        let mut bytes = BytesMut::new();
+        while !out.is_empty() {
+            let chunk = out.first_chunk().to_vec();
+            bytes.extend_from_slice(&chunk);
+            out.advance(chunk.len());
         }
-        let mut got = Vec::new();
-        while let Ok(Some(item)) = to.receive(&mut buf) {
-            got.push(item);
-        }
-        got
+        p.on_write(0, true, now);
+        bytes
     }
 
-    fn pair() -> (Protocol, Protocol) {
-        (
-            Protocol::new(Role::Client, Limits::default()),
-            Protocol::new(Role::Server, Limits::default()),
-        )
+    /// Moves what `from` wrote to `to` and returns the events `to` then yields.
+    fn pump(from: &mut Protocol, to: &mut Protocol, now: Instant) -> Vec<Event> {
+        let mut buf = wire(from, now);
+        to.receive_data(&mut buf, now);
+        events(to, now)
     }
 
-    #[test]
-    fn messages_both_ways() {
-        let (mut c, mut s) = pair();
-        c.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
-            .unwrap();
-        let big = Bytes::from(vec![5u8; 100_000]);
-        c.send(OpCode::Binary, big.clone(), Compression::Auto)
-            .unwrap();
-        let got = pump(&mut c, &mut s);
-        assert_eq!(got.len(), 2);
-        assert!(
-            matches!(&got[1], Incoming::Message { payload, masked: true, .. } if *payload == big)
-        );
-        s.send(OpCode::Binary, big.clone(), Compression::Auto)
-            .unwrap();
-        let got = pump(&mut s, &mut c);
-        assert!(
-            matches!(&got[0], Incoming::Message { payload, masked: false, .. } if *payload == big)
-        );
+    fn events(p: &mut Protocol, now: Instant) -> Vec<Event> {
+        std::iter::from_fn(|| p.poll_event(now)).collect()
     }
 
-    #[test]
-    fn ping_is_answered_with_same_payload() {
-        let (mut c, mut s) = pair();
-        c.ping(Bytes::from_static(b"abc")).unwrap();
-        assert_eq!(
-            pump(&mut c, &mut s),
-            vec![Incoming::Ping(Bytes::from_static(b"abc"))]
-        );
-        assert_eq!(
-            pump(&mut s, &mut c),
-            vec![Incoming::Pong(Bytes::from_static(b"abc"))]
-        );
+    fn pair(now: Instant) -> (Protocol, Protocol) {
+        let config = Config {
+            ping_interval: Some(Duration::from_secs(5)),
+            ..Config::default()
+        };
+        let mut c = Protocol::new(Role::Client, config.clone());
+        let mut s = Protocol::new(Role::Server, config);
+        c.open(now);
+        s.open(now);
+        (c, s)
     }
 
-    #[test]
-    fn pings_are_held_back_while_the_output_is_full_and_only_the_latest_answered() {
-        let (mut c, mut s) = pair();
-        // The server has more than PONG_HOLD_BACK bytes it could not write yet.
-        let big = Bytes::from(vec![1u8; PONG_HOLD_BACK + 10]);
-        s.send(OpCode::Binary, big, Compression::Never).unwrap();
-        let queued = s.output().len();
-        for payload in [&b"one"[..], b"two", b"three"] {
-            c.ping(Bytes::copy_from_slice(payload)).unwrap();
-        }
-        assert_eq!(pump(&mut c, &mut s).len(), 3);
-        assert_eq!(
-            s.output().len(),
-            queued,
-            "no PONG is queued behind a full output"
-        );
-        s.release_held_pong();
-        assert_eq!(s.output().len(), queued, "still full: still held");
-        // The peer reads what was queued; then the latest PING alone is answered.
-        let got = pump(&mut s, &mut c);
-        assert_eq!(got.len(), 1);
-        s.release_held_pong();
-        assert_eq!(
-            pump(&mut s, &mut c),
-            vec![Incoming::Pong(Bytes::from_static(b"three"))]
-        );
-        s.release_held_pong();
-        assert!(s.output().is_empty(), "answered once");
+    fn text(payload: &'static str, masked: bool) -> Event {
+        Event::Message(Received {
+            opcode: OpCode::Text,
+            payload: Bytes::from_static(payload.as_bytes()),
+            compressed: false,
+            masked,
+        })
     }
 
-    #[test]
-    fn close_handshake_client_initiated() {
-        let (mut c, mut s) = pair();
-        c.close(CloseCode(4001), "bye");
-        assert_eq!(c.state(), ReadyState::Closing);
-        assert!(c
-            .send(OpCode::Text, Bytes::new(), Compression::Auto)
-            .is_err());
-        let got = pump(&mut c, &mut s);
-        assert_eq!(
-            got,
-            vec![Incoming::Close(Some(CloseFrame::new(
-                CloseCode(4001),
-                "bye"
-            )))]
-        );
-        assert!(s.should_close_transport());
-        let got = pump(&mut s, &mut c);
-        assert_eq!(
-            got,
-            vec![Incoming::Close(Some(CloseFrame::new(CloseCode(4001), "")))]
-        );
-        assert!(c.close_handshake_done() && !c.should_close_transport());
-        assert_eq!(c.close_info().unwrap().code, CloseCode(4001));
-        c.transport_closed();
-        assert_eq!(c.state(), ReadyState::Closed);
-    }
-
-    #[test]
-    fn empty_close_is_echoed_empty_and_reported_1005() {
-        let (mut c, mut s) = pair();
-        c.write_control(OpCode::Close, b"");
-        c.close_sent = true;
-        pump(&mut c, &mut s);
-        assert_eq!(s.close_info().unwrap().code, CloseCode::NO_STATUS);
-        assert_eq!(pump(&mut s, &mut c), vec![Incoming::Close(None)]);
-    }
-
-    #[test]
-    fn protocol_error_queues_close_and_fails() {
-        let (_, mut s) = pair();
-        let mut buf = BytesMut::from(&[0x81u8, 0x01, b'x'][..]); // unmasked client frame
-        assert!(s.receive(&mut buf).is_err());
-        assert!(s.should_close_transport());
-        let out = s.output().first_chunk().to_vec();
-        assert_eq!((out[0], &out[2..4]), (0x88, &[0x03, 0xea][..]));
-        assert_eq!(s.close_info().unwrap().code, CloseCode::PROTOCOL_ERROR);
-    }
-
-    #[test]
-    fn deferred_error_lets_replies_go_out_before_the_close() {
-        // Autobahn 3.2, 4.1.3, 5.15: a valid message, then a bad frame, in one read. The echo
-        // of the valid message must reach the peer before our CLOSE.
-        let (_, mut s) = pair();
-        let mut wire = BytesMut::new();
-        write_frame_for_test(&mut wire, 0x81, b"hi");
-        write_frame_for_test(&mut wire, 0xa1, b"rsv2");
-        let first = s.receive_deferred(&mut wire).unwrap().unwrap();
-        assert!(matches!(first, Incoming::Message { .. }));
-        let err = s.receive_deferred(&mut wire).unwrap_err();
-        assert!(s.output().is_empty() && !s.should_close_transport());
-        // Nothing more is decoded, and the connection still takes the reply.
-        write_frame_for_test(&mut wire, 0x89, b"");
-        assert_eq!(s.receive_deferred(&mut wire).unwrap(), None);
-        s.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
-            .unwrap();
-        s.fail_with(&err);
-        assert!(s.should_close_transport());
-        let mut out = BytesMut::new();
-        while !s.output().is_empty() {
-            let chunk = s.output().first_chunk().to_vec();
-            out.extend_from_slice(&chunk);
-            s.output().advance(chunk.len());
-        }
-        assert_eq!(&out[..4], b"\x81\x02hi");
-        assert_eq!((out[4], &out[6..8]), (0x88, &[0x03, 0xea][..]));
-    }
-
-    fn write_frame_for_test(buf: &mut BytesMut, b0: u8, payload: &[u8]) {
+    fn masked_frame(buf: &mut BytesMut, b0: u8, payload: &[u8]) {
         let key = [1, 2, 3, 4];
         buf.extend_from_slice(&[b0, 0x80 | payload.len() as u8]);
         buf.extend_from_slice(&key);
@@ -749,23 +953,421 @@ mod tests {
     }
 
     #[test]
+    fn starts_connecting_and_opens() {
+        let now = Instant::now();
+        let mut p = Protocol::new(Role::Client, Config::default());
+        assert_eq!(p.state(), ReadyState::Connecting);
+        assert_eq!(
+            p.send(OpCode::Text, Bytes::new(), Compression::Auto),
+            Err(SendError::NotOpen(ReadyState::Connecting))
+        );
+        p.open(now);
+        assert_eq!(p.state(), ReadyState::Open);
+    }
+
+    #[test]
+    fn failed_handshake_gives_error_1002_then_close_1006() {
+        let mut p = Protocol::new(Role::Client, Config::default());
+        p.fail_handshake("refused");
+        let now = Instant::now();
+        let got = events(&mut p, now);
+        assert_eq!(
+            got,
+            vec![
+                Event::Error(ErrorEvent {
+                    code: CloseCode::PROTOCOL_ERROR,
+                    reason: "refused".into()
+                }),
+                Event::Closed(CloseEvent {
+                    code: CloseCode::ABNORMAL,
+                    reason: "refused".into(),
+                    clean: false
+                })
+            ]
+        );
+        assert_eq!(p.state(), ReadyState::Closed);
+    }
+
+    #[test]
+    fn messages_both_ways() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
+            .unwrap();
+        let big = Bytes::from(vec![5u8; 100_000]);
+        c.send(OpCode::Binary, big.clone(), Compression::Auto)
+            .unwrap();
+        let got = pump(&mut c, &mut s, now);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], text("hi", true));
+        assert!(matches!(&got[1], Event::Message(m) if m.payload == big && m.masked));
+        s.send(OpCode::Binary, big.clone(), Compression::Auto)
+            .unwrap();
+        let got = pump(&mut s, &mut c, now);
+        assert!(matches!(&got[0], Event::Message(m) if m.payload == big && !m.masked));
+    }
+
+    #[test]
+    fn caller_mistakes_are_send_errors() {
+        let now = Instant::now();
+        let (mut c, _) = pair(now);
+        assert_eq!(
+            c.send(OpCode::Continue, Bytes::new(), Compression::Auto),
+            Err(SendError::NotSendable(OpCode::Continue))
+        );
+        assert_eq!(
+            c.send(OpCode::Close, Bytes::new(), Compression::Auto),
+            Err(SendError::NotSendable(OpCode::Close))
+        );
+        assert_eq!(
+            c.ping(Bytes::from(vec![0u8; 126])),
+            Err(SendError::ControlTooLong(126))
+        );
+        assert_eq!(
+            c.send_encoded(Bytes::from_static(b"\x81\x00")),
+            Err(SendError::ClientMustMask)
+        );
+    }
+
+    #[test]
+    fn ping_is_answered_with_same_payload() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.ping(Bytes::from_static(b"abc")).unwrap();
+        assert!(pump(&mut c, &mut s, now).is_empty());
+        let pong = wire(&mut s, now);
+        assert_eq!(&pong[..], b"\x8a\x03abc");
+    }
+
+    #[test]
+    fn pings_are_held_back_while_the_output_is_full_and_only_the_latest_answered() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        // The server has more than PONG_HOLD_BACK bytes the transport has not taken yet.
+        let big = Bytes::from(vec![1u8; PONG_HOLD_BACK + 10]);
+        s.send(OpCode::Binary, big, Compression::Never).unwrap();
+        let taken = s.take_output();
+        let queued = taken.len();
+        s.on_write(queued, false, now);
+        for payload in [&b"one"[..], b"two", b"three"] {
+            c.ping(Bytes::copy_from_slice(payload)).unwrap();
+        }
+        pump(&mut c, &mut s, now);
+        assert!(!s.has_output(), "no PONG is queued behind a full output");
+        s.on_write(queued, false, now);
+        assert!(!s.has_output(), "still full: still held");
+        // The transport takes the backlog; then the latest PING alone is answered.
+        s.on_write(0, true, now);
+        assert_eq!(&wire(&mut s, now)[..], b"\x8a\x05three");
+        s.on_write(0, true, now);
+        assert!(!s.has_output(), "answered once");
+    }
+
+    #[test]
+    fn close_reply_echoes_the_peers_code_and_reason() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.close(CloseCode(4001), "bye", now);
+        assert_eq!(c.state(), ReadyState::Closing);
+        assert!(c
+            .send(OpCode::Text, Bytes::new(), Compression::Auto)
+            .is_err());
+        assert!(pump(&mut c, &mut s, now).is_empty());
+        assert_eq!(s.state(), ReadyState::Closing);
+        let reply = wire(&mut s, now);
+        assert_eq!(&reply[..], b"\x88\x05\x0f\xa1bye", "code and reason echoed");
+        // The server has completed the handshake: it shuts its write side, then waits for EOF.
+        assert!(s.wants_shutdown());
+        s.write_shutdown();
+        assert_eq!(s.state(), ReadyState::Closing);
+        assert!(
+            s.wants_read(),
+            "the server keeps reading until the peer's EOF"
+        );
+        s.receive_eof(now);
+        assert_eq!(s.state(), ReadyState::Closed);
+        let expected = CloseEvent {
+            code: CloseCode(4001),
+            reason: "bye".into(),
+            clean: true,
+        };
+        assert_eq!(events(&mut s, now), vec![Event::Closed(expected.clone())]);
+        // The client reads the answer, waits for the server's EOF and reports the close.
+        let mut buf = reply;
+        c.receive_data(&mut buf, now);
+        assert!(
+            !c.wants_shutdown(),
+            "a client waits for the server to close"
+        );
+        c.receive_eof(now);
+        assert_eq!(events(&mut c, now), vec![Event::Closed(expected)]);
+    }
+
+    #[test]
+    fn empty_close_is_echoed_empty_and_reported_1005() {
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
+        let mut buf = BytesMut::new();
+        masked_frame(&mut buf, 0x88, b"");
+        s.receive_data(&mut buf, now);
+        assert_eq!(&wire(&mut s, now)[..], b"\x88\x00");
+        s.receive_eof(now);
+        assert!(matches!(
+            &events(&mut s, now)[..],
+            [Event::Closed(CloseEvent {
+                code: CloseCode::NO_STATUS,
+                clean: true,
+                ..
+            })]
+        ));
+    }
+
+    #[test]
+    fn a_protocol_error_fails_with_close_then_half_closes_and_drains_until_eof() {
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
+        assert!(s.poll_event(now).is_none(), "the application waits");
+        let mut buf = BytesMut::from(&[0x81u8, 0x01, b'x'][..]); // unmasked client frame
+        s.receive_data(&mut buf, now);
+        assert_eq!(s.state(), ReadyState::Closing);
+        assert!(!s.wants_shutdown(), "the CLOSE is not written yet");
+        let out = wire(&mut s, now);
+        assert_eq!((out[0], &out[2..4]), (0x88, &[0x03, 0xea][..]));
+        assert!(s.wants_shutdown());
+        s.write_shutdown();
+        // The client goes on sending: read and dropped, never decoded.
+        let mut more = BytesMut::new();
+        masked_frame(&mut more, 0x81, b"ignored");
+        assert!(s.wants_read());
+        assert_eq!(s.receive_data(&mut more, now), 0);
+        assert!(more.is_empty());
+        assert!(
+            s.poll_event(now).is_none(),
+            "not closed before the peer's EOF"
+        );
+        s.receive_eof(now);
+        let got = events(&mut s, now);
+        assert!(matches!(&got[0], Event::Error(e) if e.code == CloseCode::PROTOCOL_ERROR));
+        assert!(matches!(
+            &got[1],
+            Event::Closed(CloseEvent {
+                code: CloseCode::PROTOCOL_ERROR,
+                clean: false,
+                ..
+            })
+        ));
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn lingering_after_a_failure_ends_at_the_close_timeout() {
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
+        s.poll_event(now);
+        let mut buf = BytesMut::from(&[0x81u8, 0x01, b'x'][..]);
+        s.receive_data(&mut buf, now);
+        wire(&mut s, now);
+        s.write_shutdown();
+        let deadline = s.poll_timeout().unwrap();
+        assert_eq!(deadline, now + s.config().close_timeout);
+        s.handle_timeout(deadline);
+        assert_eq!(s.state(), ReadyState::Closed);
+    }
+
+    #[test]
+    fn messages_before_a_protocol_error_are_answered_before_the_close() {
+        // Autobahn 3.2, 4.1.3, 5.15: a valid message, then a bad frame, in one read. The echo
+        // of the valid message must reach the peer before our CLOSE.
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
+        let mut buf = BytesMut::new();
+        masked_frame(&mut buf, 0x81, b"hi");
+        masked_frame(&mut buf, 0xa1, b"rsv2");
+        masked_frame(&mut buf, 0x89, b"");
+        assert_eq!(s.receive_data(&mut buf, now), 1);
+        assert!(!s.has_output(), "no CLOSE while the message waits");
+        assert!(s.can_send());
+        assert_eq!(s.poll_event(now), Some(text("hi", true)));
+        s.send(OpCode::Text, Bytes::from_static(b"hi"), Compression::Auto)
+            .unwrap();
+        // The application asks for more: the failure is acted on now, behind the reply.
+        assert_eq!(s.poll_event(now), None);
+        let out = wire(&mut s, now);
+        assert_eq!(&out[..4], b"\x81\x02hi");
+        assert_eq!((out[4], &out[6..8]), (0x88, &[0x03, 0xea][..]));
+        assert_eq!(
+            out.len(),
+            8 + "reserved bit set that no extension negotiated (rsv bits 0b010)".len()
+        );
+    }
+
+    #[test]
+    fn a_waiting_failure_is_acted_on_after_the_close_timeout_if_nobody_takes_the_messages() {
+        let now = Instant::now();
+        let mut s = Protocol::new_open(Role::Server, Limits::default(), now);
+        let mut buf = BytesMut::new();
+        masked_frame(&mut buf, 0x81, b"hi");
+        masked_frame(&mut buf, 0xa1, b"rsv2");
+        s.receive_data(&mut buf, now);
+        assert!(!s.has_output());
+        s.handle_timeout(now + s.config().close_timeout - Duration::from_millis(1));
+        assert!(!s.has_output(), "not before the close timeout");
+        s.handle_timeout(now + s.config().close_timeout);
+        assert!(s.has_output());
+        assert!(s.error().is_some());
+    }
+
+    #[test]
     fn eof_without_close_is_1006() {
-        let (mut c, _) = pair();
-        assert!(c.receive_eof().is_err());
-        assert_eq!(c.close_info().unwrap().code, CloseCode::ABNORMAL);
+        let now = Instant::now();
+        let (mut c, _) = pair(now);
+        c.receive_eof(now);
         assert_eq!(c.state(), ReadyState::Closed);
+        let got = events(&mut c, now);
+        assert!(matches!(&got[0], Event::Error(e) if e.code == CloseCode::ABNORMAL));
+        assert!(matches!(
+            &got[1],
+            Event::Closed(CloseEvent {
+                code: CloseCode::ABNORMAL,
+                clean: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unanswered_close_times_out_as_1006() {
+        let now = Instant::now();
+        let (mut c, _) = pair(now);
+        c.close(CloseCode::NORMAL, "", now);
+        wire(&mut c, now);
+        let t = c.poll_timeout().unwrap();
+        assert_eq!(
+            t,
+            now + c.config().close_timeout,
+            "no keepalive once closing"
+        );
+        c.handle_timeout(t);
+        assert_eq!(c.state(), ReadyState::Closed);
+        assert_eq!(c.close_event().unwrap().code, CloseCode::ABNORMAL);
+        assert!(!c.close_event().unwrap().clean);
+    }
+
+    #[test]
+    fn keepalive_pings_when_quiet_and_drops_when_unanswered() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        let interval = Duration::from_secs(5);
+        assert_eq!(s.poll_timeout(), Some(now + interval));
+        // Hearing from the peer pushes the ping back.
+        c.send(OpCode::Text, Bytes::from_static(b"x"), Compression::Auto)
+            .unwrap();
+        let later = now + Duration::from_secs(3);
+        pump(&mut c, &mut s, later);
+        s.handle_timeout(now + interval);
+        assert!(!s.has_output(), "heard 2 s ago: no ping yet");
+        assert_eq!(s.poll_timeout(), Some(later + interval));
+        // Quiet for a whole interval: a PING goes out.
+        s.handle_timeout(later + interval);
+        assert_eq!(&wire(&mut s, later + interval)[..], b"\x89\x00");
+        // The client answers: the timer goes back to the interval.
+        let answered = later + interval + Duration::from_secs(1);
+        let mut ping = BytesMut::from(&b"\x89\x00"[..]);
+        c.receive_data(&mut ping, answered);
+        pump(&mut c, &mut s, answered);
+        assert_eq!(
+            s.poll_timeout(),
+            Some(later + interval + s.config().ping_timeout)
+        );
+        let quiet = later + interval + s.config().ping_timeout;
+        s.handle_timeout(quiet);
+        assert_eq!(s.state(), ReadyState::Open, "answered: not dropped");
+        assert_eq!(
+            &wire(&mut s, quiet)[..],
+            b"\x89\x00",
+            "quiet again: the next PING"
+        );
+        // This time nothing comes back.
+        let t = s.poll_timeout().unwrap();
+        assert_eq!(t, quiet + s.config().ping_timeout);
+        s.handle_timeout(t);
+        assert_eq!(s.state(), ReadyState::Closed);
+        assert!(s.error().unwrap().reason.contains("keepalive"));
+    }
+
+    #[test]
+    fn a_peer_that_reads_nothing_is_dropped_after_the_write_timeout() {
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
+        s.send(
+            OpCode::Binary,
+            Bytes::from(vec![0u8; 10]),
+            Compression::Never,
+        )
+        .unwrap();
+        let out = s.take_output();
+        s.on_write(out.len(), false, now);
+        let limit = s.config().write_timeout.unwrap();
+        // Progress moves the deadline.
+        let later = now + limit / 2;
+        s.on_write(3, true, later);
+        s.handle_timeout(now + limit);
+        assert_eq!(s.state(), ReadyState::Open);
+        s.handle_timeout(later + limit);
+        assert_eq!(s.state(), ReadyState::Closed);
+        assert!(s.error().unwrap().reason.contains("read nothing"));
+    }
+
+    #[test]
+    fn a_full_receive_queue_stops_decoding_until_the_application_takes_one() {
+        let now = Instant::now();
+        let mut s = Protocol::new(
+            Role::Server,
+            Config {
+                recv_queue_limit: 2,
+                ..Config::default()
+            },
+        );
+        s.open(now);
+        let mut buf = BytesMut::new();
+        for _ in 0..3 {
+            masked_frame(&mut buf, 0x81, b"m");
+        }
+        assert_eq!(s.receive_data(&mut buf, now), 2);
+        assert!(!s.wants_read());
+        assert!(!buf.is_empty(), "the third message stays in the buffer");
+        assert!(s.poll_event(now).is_some());
+        assert!(s.wants_read());
+        assert_eq!(s.receive_data(&mut buf, now), 1);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn abandoned_connection_closes_with_1001_and_drops_messages() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.send(OpCode::Text, Bytes::from_static(b"x"), Compression::Auto)
+            .unwrap();
+        let mut buf = wire(&mut c, now);
+        s.abandon(now);
+        assert_eq!(s.receive_data(&mut buf, now), 0);
+        assert_eq!(&wire(&mut s, now)[..4], b"\x88\x02\x03\xe9");
     }
 
     #[test]
     fn large_server_payload_is_not_copied() {
-        let (_, mut s) = pair();
+        let now = Instant::now();
+        let (_, mut s) = pair(now);
         let big = Bytes::from(vec![1u8; 10_000]);
         s.send(OpCode::Binary, big.clone(), Compression::Never)
             .unwrap();
+        let out = s.take_output();
         let mut slices = [IoSlice::new(&[]); 4];
-        let n = s.output().io_slices(&mut slices);
+        let n = out.io_slices(&mut slices);
         assert_eq!(n, 2);
         assert_eq!(slices[1].as_ptr(), big.as_ptr());
-        assert_eq!(s.output().len(), 4 + 10_000);
+        assert_eq!(out.len(), 4 + 10_000);
+        s.on_write(out.len(), false, now);
+        assert_eq!(s.buffered(), 4 + 10_000, "taken but not written yet");
     }
 }

@@ -1,0 +1,441 @@
+//! The per-connection task: reads into the core, writes what the core queued, and sleeps until
+//! the core's next deadline. It decides nothing; [`crate::proto::Protocol`] does.
+
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use super::{callbacks, finish, now, Inner};
+use crate::proto::{FrameHeader, Output, ReadyState};
+use crate::transport::{ReadHalf, WriteHalf};
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// The stack buffer an idle connection reads into.
+const IDLE_READ: usize = 4096;
+/// Room left past the end of the frame being read: a read that does not fill the buffer tells
+/// the runtime the socket is drained, which saves a read that would only find it empty.
+const READ_SLACK: usize = 1024;
+/// The most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// The transport's write half with the bytes taken from the core that it has not accepted yet.
+/// Shared by the driver and by senders that write at once (they only ever `try_lock` it).
+#[derive(Default)]
+pub(super) struct Writer {
+    half: Option<WriteHalf>,
+    backlog: Output,
+    /// Bytes were handed to the transport and not flushed yet (TLS keeps records until
+    /// flushed).
+    unflushed: bool,
+    /// The last write found the transport full: the driver waits for it to drain.
+    blocked: bool,
+    shut: bool,
+}
+
+impl Writer {
+    pub(super) fn attach(&mut self, half: WriteHalf) {
+        self.half = Some(half);
+    }
+
+    /// Whether a sender may write now: nothing is waiting ahead of it and the transport is not
+    /// known to be full.
+    pub(super) fn idle(&self) -> bool {
+        self.half.is_some() && !self.blocked && !self.shut && self.backlog.is_empty()
+    }
+
+    pub(super) fn push(&mut self, out: Output) {
+        self.backlog.append(out);
+    }
+
+    /// Bytes not yet accepted by the transport (1 for an unflushed write).
+    pub(super) fn unwritten(&self) -> usize {
+        self.backlog.len() + usize::from(self.unflushed)
+    }
+
+    /// Writes without waiting (from a sender); `true` if everything went out. When it did not
+    /// (the transport is full, or failed) the driver takes over and sees the error, if any.
+    pub(super) fn write_now(&mut self) -> bool {
+        let Some(half) = self.half.as_mut() else {
+            return false;
+        };
+        let done = match half {
+            WriteHalf::Tcp(tcp) => {
+                // `try_write_vectored` leaves the driver's registration for writability alone.
+                while !self.backlog.is_empty() {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let n = self.backlog.io_slices(&mut slices);
+                    match tcp.try_write_vectored(&slices[..n]) {
+                        Ok(k) if k > 0 => self.backlog.advance(k),
+                        _ => break,
+                    }
+                }
+                self.backlog.is_empty()
+            }
+            WriteHalf::Shared(_) => {
+                // The driver is not waiting on this transport's writability (`blocked` is
+                // false), so polling it with a waker that does nothing takes nothing from it;
+                // if the write cannot finish, the driver is woken and polls it itself.
+                let mut cx = Context::from_waker(Waker::noop());
+                let ok = self.poll_write_out(&mut cx).is_ok();
+                ok && self.backlog.is_empty() && !self.unflushed
+            }
+        };
+        if !done {
+            self.blocked = true;
+        }
+        done
+    }
+
+    /// Writes the backlog until it is empty or the transport is full, then flushes if anything
+    /// it took is not flushed yet; returns whether anything was written.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+        let Some(w) = self.half.as_mut() else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        while !self.backlog.is_empty() {
+            let poll = if w.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let n = self.backlog.io_slices(&mut slices);
+                Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n])
+            } else {
+                Pin::new(&mut *w).poll_write(cx, self.backlog.first_chunk())
+            };
+            match poll {
+                Poll::Ready(Ok(0)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "the transport accepted no bytes",
+                    ))
+                }
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    self.unflushed = true;
+                    self.backlog.advance(n);
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.backlog.is_empty() && self.unflushed {
+            match Pin::new(&mut *w).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        self.blocked = !self.backlog.is_empty() || self.unflushed;
+        Ok(progress)
+    }
+}
+
+/// What the last write did, for the core (told at the next pass under its lock).
+struct Report {
+    backlog: usize,
+    progressed: bool,
+    shut: bool,
+    error: Option<String>,
+}
+
+/// The driver task of one connection.
+pub(super) struct Driver {
+    inner: Arc<Inner>,
+    io: Option<ReadHalf>,
+    rbuf: BytesMut,
+    /// Whether the core wants reading (from the last pass).
+    reading: bool,
+    /// `rbuf` may hold bytes not decoded yet: read past the handshake, or left when the core's
+    /// receive queue filled up.
+    undecoded: bool,
+    /// The writer has bytes (or a flush) waiting for the transport.
+    write_wanted: bool,
+    report: Option<Report>,
+    first: bool,
+    /// How many more bytes the core wants in `rbuf` (from the last pass).
+    wanted: usize,
+    sleep: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    /// The size of the large frame the last message started with (0 after a small one): how
+    /// much to read at once when the next one comes.
+    read_hint: usize,
+}
+
+/// The size (up to 1 MiB) of the frame that `data` starts with, if that is more than
+/// [`IDLE_READ`]; 0 for a smaller frame or an incomplete header.
+fn large_frame(data: &[u8]) -> usize {
+    match FrameHeader::decode(data) {
+        Ok(Some((h, header_len))) => {
+            let len = (header_len as u64)
+                .saturating_add(h.payload_len)
+                .min(1 << 20) as usize;
+            if len > IDLE_READ {
+                len
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
+
+impl Driver {
+    pub(super) fn new(inner: Arc<Inner>, io: ReadHalf, prefix: BytesMut) -> Driver {
+        Driver {
+            inner,
+            io: Some(io),
+            undecoded: !prefix.is_empty(),
+            rbuf: prefix,
+            reading: true,
+            write_wanted: false,
+            report: None,
+            first: true,
+            wanted: 1,
+            sleep: None,
+            deadline: None,
+            read_hint: 0,
+        }
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Pending;
+        };
+        if self.rbuf.is_empty() {
+            // Between messages an idle connection holds no read buffer at all (it is given back
+            // once everything is decoded).
+            if self.read_hint > 0 {
+                // The last message started with a large frame: read the next one straight into
+                // a buffer of that size (one read, no copy); give the buffer back if nothing
+                // came. On TCP, wait for readability first, so that a driver woken for other
+                // reasons does not allocate the buffer for nothing.
+                if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                self.rbuf.reserve(self.read_hint + READ_SLACK);
+                let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf);
+                if self.rbuf.is_empty() {
+                    self.rbuf = BytesMut::new();
+                } else {
+                    self.read_hint = large_frame(&self.rbuf);
+                }
+                return poll;
+            }
+            // Small messages: read into the stack (uninitialized: nothing to zero) and copy
+            // what came into a buffer of its size.
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            return match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let data = buf.filled();
+                    let n = data.len();
+                    if n > 0 {
+                        // Room for the whole frame that starts here (up to 1 MiB), so that the
+                        // next read can take the rest of it at once.
+                        self.read_hint = large_frame(data);
+                        let room = if self.read_hint > n {
+                            self.read_hint + READ_SLACK
+                        } else {
+                            n
+                        };
+                        let room = if n == IDLE_READ {
+                            room.max(READ_CHUNK)
+                        } else {
+                            room
+                        };
+                        self.rbuf.reserve(room);
+                        self.rbuf.extend_from_slice(data);
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        let wanted = self.wanted;
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        if spare < READ_CHUNK / 4 || wanted > spare {
+            self.rbuf
+                .reserve(wanted.clamp(READ_CHUNK, 1 << 20) + READ_SLACK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf)
+    }
+
+    /// One pass: feeds what was read (and what the last write did) to the core, runs its
+    /// timers, takes its output into the writer and writes it. Returns whether to go round
+    /// again, or `None` once the connection is closed.
+    fn pass(
+        &mut self,
+        read: Poll<std::io::Result<usize>>,
+        timer_due: bool,
+        cx: &mut Context<'_>,
+    ) -> Option<bool> {
+        let inner = self.inner.clone();
+        let now = now();
+        // Writer before core: a sender holding the core only ever tries the writer.
+        let mut w = inner.lock_writer();
+        let mut sh = inner.lock();
+        let shared = &mut *sh;
+        let proto = &mut shared.proto;
+        let mut delivered = 0;
+        match read {
+            Poll::Ready(Ok(0)) => proto.receive_eof(now),
+            Poll::Ready(Ok(_)) => delivered += proto.receive_data(&mut self.rbuf, now),
+            Poll::Ready(Err(e)) => proto.transport_error(&e.to_string()),
+            Poll::Pending => {}
+        }
+        if self.undecoded && !proto.queue_full() {
+            delivered += proto.receive_data(&mut self.rbuf, now);
+        }
+        if let Some(r) = self.report.take() {
+            match r.error {
+                Some(e) => proto.transport_error(&e),
+                None => {
+                    proto.on_write(r.backlog, r.progressed, now);
+                    if r.shut {
+                        proto.write_shutdown();
+                    }
+                }
+            }
+        }
+        if timer_due || proto.poll_timeout().is_some_and(|t| t <= now) {
+            proto.handle_timeout(now);
+        }
+        if inner.handles.load(Ordering::Acquire) == 0 && !shared.callbacks.any() {
+            // Nobody will take messages or events any more.
+            proto.abandon(now);
+        }
+        if proto.has_output() {
+            w.push(proto.take_output());
+        }
+        self.undecoded = !self.rbuf.is_empty() && proto.queue_full();
+        let was_reading = std::mem::replace(&mut self.reading, proto.wants_read());
+        self.wanted = proto.bytes_wanted(&self.rbuf);
+        let shutdown = proto.wants_shutdown();
+        let deadline = proto.poll_timeout();
+        let closed = proto.state() == ReadyState::Closed;
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Everything is decoded: give the buffer back (messages keep their own slices).
+            self.rbuf = BytesMut::new();
+        }
+        if delivered > 0 {
+            shared.recv_wakers.wake_all();
+            callbacks::wake(shared);
+        }
+        if !shared.send_wakers.is_empty()
+            && inner.buffered(shared) < inner.config.write_buffer_limit
+        {
+            shared.send_wakers.wake_all();
+        }
+        if closed {
+            tracing::debug!(url = %inner.url, "connection closed");
+            // Dropping the halves closes the transport; the peer's EOF was read, or the close
+            // timeout passed, so no unread input makes the kernel answer with a reset.
+            w.half = None;
+            self.io = None;
+            inner.unwritten.store(0, Ordering::Release);
+            finish(shared);
+            return None;
+        }
+        drop(sh);
+
+        // Write outside the core's lock.
+        // Reading resumed (the application made room): read now, or no readiness is awaited.
+        let mut again = delivered > 0 || (self.reading && !was_reading);
+        if !w.backlog.is_empty() || w.unflushed || shutdown {
+            let before = w.unwritten();
+            let mut report = Report {
+                backlog: 0,
+                progressed: false,
+                shut: false,
+                error: None,
+            };
+            match w.poll_write_out(cx) {
+                Ok(progressed) => report.progressed = progressed,
+                Err(e) => report.error = Some(e.to_string()),
+            }
+            if shutdown && w.backlog.is_empty() && !w.unflushed && report.error.is_none() {
+                if let Some(half) = w.half.as_mut() {
+                    match Pin::new(half).poll_shutdown(cx) {
+                        Poll::Ready(_) => {
+                            w.shut = true;
+                            report.shut = true;
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+            }
+            report.backlog = w.backlog.len();
+            let after = w.unwritten();
+            inner.unwritten.store(after, Ordering::Release);
+            self.write_wanted = after > 0;
+            again |= report.progressed || report.shut || report.error.is_some() || after != before;
+            self.report = Some(report);
+        } else {
+            self.write_wanted = false;
+        }
+        drop(w);
+        if deadline != self.deadline {
+            self.deadline = deadline;
+            if let Some(t) = deadline {
+                let at = tokio::time::Instant::from_std(t);
+                match self.sleep.as_mut() {
+                    Some(s) => s.as_mut().reset(at),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
+            }
+            again = true;
+        }
+        Some(again)
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.inner.driver.register(cx.waker());
+        // A pass runs when something happened; `force` makes one run anyway (the first poll,
+        // and after a pass that changed what the next one would see).
+        let mut force = std::mem::take(&mut this.first);
+        let mut retried = false;
+        loop {
+            // Read first, outside any lock.
+            let read = if this.reading {
+                this.read(cx)
+            } else {
+                Poll::Pending
+            };
+            let notified = this.inner.notified.swap(false, Ordering::AcqRel);
+            let timer_due = match (&mut this.sleep, this.deadline) {
+                (Some(s), Some(_)) => s.as_mut().poll(cx).is_ready(),
+                _ => false,
+            };
+            let idle = read.is_pending() && !notified && !timer_due && !this.write_wanted;
+            if idle && !force {
+                return Poll::Pending;
+            }
+            let was_ready = read.is_ready();
+            match this.pass(read, timer_due, cx) {
+                None => return Poll::Ready(()),
+                Some(again) if again || was_ready => force = again,
+                Some(_) if this.report.is_some() && !retried => {
+                    // Once more to tell the core what the write did (it arms the write-stall
+                    // timer); a transport that stays full wakes us when it drains.
+                    retried = true;
+                    force = true;
+                }
+                Some(_) => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,632 @@
+//! [`Socket`]: the seed's `ws.Socket` (fibjs `WebSocket`), the event-driven connection object of
+//! both the client and the server side.
+//!
+//! The socket is a thin layer over the protocol core ([`crate::proto::Protocol`]), which decides
+//! everything about the connection. Around it:
+//! - `driver.rs`: one task per connection that reads, writes and sleeps until the core's next
+//!   deadline, and does nothing else;
+//! - this file: the public API, which queues what the application sends and takes what the core
+//!   received. A `send` that finds nothing else waiting writes its frame itself, without a trip
+//!   through the driver; the sends that find a write in progress leave their frames to it, so a
+//!   burst goes out in one vectored write. Every byte leaves from the head of one queue, in order;
+//! - `callbacks.rs`: `on_message` and friends, built on [`Socket::poll_recv`];
+//! - `split.rs`: the `Stream` and `Sink` halves; `config.rs`; `prepared.rs`.
+//!
+//! Locks: the core sits under one mutex, taken once per call; the transport's write half sits
+//! under another that application tasks only ever try (`try_lock`), so no task waits on a
+//! syscall that another one makes.
+//!
+//! Messages can be taken by pulling ([`Socket::recv`], the [`futures_core::Stream`] impl,
+//! [`Socket::split`]) or through callbacks ([`Socket::on_message`] and friends). Messages that
+//! arrive before either is used wait in the core's bounded queue; when it is full the driver
+//! stops reading, so a slow consumer slows the peer down instead of growing memory.
+
+mod callbacks;
+mod config;
+mod driver;
+mod prepared;
+mod split;
+
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::proto::{CloseCode, CloseFrame, Compression, Event, OpCode, Protocol, ReadyState, Role};
+use crate::transport::WsStream;
+
+pub use crate::proto::{CloseEvent, ErrorEvent};
+pub use config::{Negotiated, SocketConfig};
+pub use prepared::PreparedMessage;
+pub use split::{SocketReader, SocketWriter};
+
+use callbacks::Callbacks;
+use driver::Writer;
+
+#[derive(Default)]
+struct Wakers(Vec<Waker>);
+
+impl Wakers {
+    fn register(&mut self, waker: &Waker) {
+        if !self.0.iter().any(|w| w.will_wake(waker)) {
+            self.0.push(waker.clone());
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.0.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What the core's mutex guards.
+struct Shared {
+    proto: Protocol,
+    recv_wakers: Wakers,
+    send_wakers: Wakers,
+    close_wakers: Wakers,
+    callbacks: Callbacks,
+}
+
+struct Inner {
+    role: Role,
+    url: String,
+    origin: String,
+    protocol: OnceLock<String>,
+    extensions: OnceLock<String>,
+    handles: AtomicUsize,
+    config: SocketConfig,
+    shared: Mutex<Shared>,
+    /// The transport's write half and the bytes taken from the core that it has not accepted.
+    writer: Mutex<Writer>,
+    /// Bytes in the writer not yet accepted by the transport (read without its lock).
+    unwritten: AtomicUsize,
+    driver: AtomicWaker,
+    /// The driver has something to do that no I/O readiness will tell it.
+    notified: AtomicBool,
+}
+
+/// `std::time::Instant` from tokio's clock (so that tests with a paused clock see it too).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic in a user callback never happens under this lock, so poisoning only follows a
+        // bug of ours; the state is still consistent enough to go on.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify_driver(&self) {
+        self.notified.store(true, Ordering::Release);
+        self.driver.wake();
+    }
+
+    /// Bytes queued and not yet accepted by the transport.
+    fn buffered(&self, sh: &Shared) -> usize {
+        sh.proto.buffered() + self.unwritten.load(Ordering::Acquire)
+    }
+
+    /// After a frame was queued: writes it at once when that is cheap (no received message left
+    /// that the application is about to answer, and no write in progress); otherwise leaves it
+    /// to the driver, which writes everything queued by then in one go.
+    fn write_or_notify(&self, mut sh: MutexGuard<'_, Shared>) {
+        if sh.proto.queued_messages() == 0 {
+            if let Ok(mut w) = self.writer.try_lock() {
+                if w.idle() {
+                    w.push(sh.proto.take_output());
+                    drop(sh);
+                    let done = w.write_now();
+                    self.unwritten.store(w.unwritten(), Ordering::Release);
+                    drop(w);
+                    if !done {
+                        self.notify_driver();
+                    }
+                    return;
+                }
+            }
+        }
+        drop(sh);
+        self.notify_driver();
+    }
+}
+
+/// A WebSocket connection (the seed's `ws.Socket`). Cloning gives another handle to the same
+/// connection.
+///
+/// When the last handle is dropped while the connection is open and no callback is set, the
+/// socket closes itself with 1001 (going away).
+pub struct Socket {
+    inner: Arc<Inner>,
+}
+
+/// A handle that does not keep the socket alive ([`Socket::downgrade`]); for registries of
+/// sockets (rooms, connection lists) that must not keep closed connections in memory.
+#[derive(Clone, Debug)]
+pub struct WeakSocket {
+    inner: Weak<Inner>,
+}
+
+impl WeakSocket {
+    /// The socket, if it still exists.
+    pub fn upgrade(&self) -> Option<Socket> {
+        let inner = self.inner.upgrade()?;
+        inner.handles.fetch_add(1, Ordering::Relaxed);
+        Some(Socket { inner })
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("url", &self.url).finish()
+    }
+}
+
+impl Clone for Socket {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        Socket {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The driver closes the connection (1001) unless a callback still wants events.
+            self.inner.notify_driver();
+        }
+    }
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("url", &self.inner.url)
+            .field("role", &self.inner.role)
+            .field("ready_state", &self.ready_state())
+            .finish()
+    }
+}
+
+impl Socket {
+    /// A CONNECTING socket; [`Socket::start`] opens it, [`Socket::fail_connect`] fails it.
+    pub(crate) fn new_connecting(
+        role: Role,
+        url: String,
+        origin: String,
+        config: SocketConfig,
+    ) -> Socket {
+        let proto = Protocol::new(role, config.protocol());
+        Socket {
+            inner: Arc::new(Inner {
+                role,
+                url,
+                origin,
+                protocol: OnceLock::new(),
+                extensions: OnceLock::new(),
+                handles: AtomicUsize::new(1),
+                config,
+                shared: Mutex::new(Shared {
+                    proto,
+                    recv_wakers: Wakers::default(),
+                    send_wakers: Wakers::default(),
+                    close_wakers: Wakers::default(),
+                    callbacks: Callbacks::default(),
+                }),
+                writer: Mutex::new(Writer::default()),
+                unwritten: AtomicUsize::new(0),
+                driver: AtomicWaker::new(),
+                notified: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Makes an OPEN socket over a handshaken stream and starts its driver task (on the current
+    /// tokio runtime). `url` and `origin` are what [`Socket::url`] and [`Socket::origin`] report.
+    pub fn from_stream(
+        stream: WsStream,
+        role: Role,
+        negotiated: Negotiated,
+        config: SocketConfig,
+        url: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> Socket {
+        let socket = Socket::new_connecting(role, url.into(), origin.into(), config);
+        socket.start(stream, negotiated);
+        socket
+    }
+
+    /// Moves a CONNECTING socket to OPEN over `stream` and spawns the driver.
+    pub(crate) fn start(&self, stream: WsStream, negotiated: Negotiated) {
+        let inner = &self.inner;
+        let _ = inner
+            .protocol
+            .set(negotiated.protocol.clone().unwrap_or_default());
+        let _ = inner.extensions.set(negotiated.extensions.clone());
+        let (transport, prefix) = stream.into_parts();
+        let (read, write) = transport.split();
+        inner.lock_writer().attach(write);
+        {
+            let mut sh = inner.lock();
+            if let Some(params) = negotiated.deflate {
+                sh.proto.enable_deflate(params, &negotiated.deflate_config);
+            }
+            sh.proto.open(now());
+            sh.recv_wakers.wake_all();
+            sh.send_wakers.wake_all();
+            callbacks::wake(&mut sh);
+        }
+        tokio::spawn(driver::Driver::new(inner.clone(), read, prefix));
+    }
+
+    /// Fails a CONNECTING socket: error event (1002), then close event (1006).
+    pub(crate) fn fail_connect(&self, reason: String) {
+        let mut sh = self.inner.lock();
+        sh.proto.fail_handshake(&reason);
+        finish(&mut sh);
+    }
+
+    /// A handle that does not keep the socket alive.
+    pub fn downgrade(&self) -> WeakSocket {
+        WeakSocket {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// The URL this socket connected to (client) or was requested at (server).
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The negotiated subprotocol ("" when none, or while connecting).
+    pub fn protocol(&self) -> &str {
+        self.inner.protocol.get().map_or("", String::as_str)
+    }
+
+    /// The origin: what the client sent, on either side ("" when none).
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The negotiated `Sec-WebSocket-Extensions` ("" when none).
+    pub fn extensions(&self) -> &str {
+        self.inner.extensions.get().map_or("", String::as_str)
+    }
+
+    /// Which end this socket is.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// The current state (the seed's `readyState`).
+    pub fn ready_state(&self) -> ReadyState {
+        self.inner.lock().proto.state()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &SocketConfig {
+        &self.inner.config
+    }
+
+    /// Bytes held by this connection's compression state, partly received message, received
+    /// messages not taken yet, and output not written yet.
+    pub fn memory_usage(&self) -> usize {
+        let sh = self.inner.lock();
+        sh.proto.memory_usage() + self.inner.buffered(&sh)
+    }
+
+    /// Queues `msg`: `Pending` (with `cx` registered) while the write buffer is over its limit,
+    /// unless `wait` is false.
+    fn poll_queue(&self, cx: &Context<'_>, msg: &Message, wait: bool) -> Poll<Result<()>> {
+        let mut sh = self.inner.lock();
+        if let Some(refused) = self.admit(&mut sh, cx, wait) {
+            return refused;
+        }
+        let compression = match msg.compress_setting() {
+            Some(false) => Compression::Never,
+            _ => Compression::Auto,
+        };
+        match msg.kind() {
+            OpCode::Close => {
+                let frame = CloseFrame::parse(msg.body())?;
+                let (code, reason) =
+                    frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
+                sh.proto.close(code, &reason, now());
+                drop(sh);
+                self.inner.notify_driver();
+                Poll::Ready(Ok(()))
+            }
+            kind => {
+                sh.proto.send(kind, msg.body().clone(), compression)?;
+                self.inner.write_or_notify(sh);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    /// Whether a message may be queued now: `Some(Ready(Err))` unless OPEN, `Some(Pending)`
+    /// while the write buffer is over its limit (and `wait`), `None` to go ahead.
+    fn admit(&self, sh: &mut Shared, cx: &Context<'_>, wait: bool) -> Option<Poll<Result<()>>> {
+        if !sh.proto.can_send() {
+            let state = sh.proto.state().max(ReadyState::Closing);
+            let state = if sh.proto.state() == ReadyState::Connecting {
+                ReadyState::Connecting
+            } else {
+                state
+            };
+            return Some(Poll::Ready(Err(Error::NotOpen(state))));
+        }
+        let pending = self.inner.buffered(sh);
+        if wait && pending > 0 && pending >= self.inner.config.write_buffer_limit {
+            sh.send_wakers.register(cx.waker());
+            return Some(Poll::Pending);
+        }
+        None
+    }
+
+    /// Sends a message: a `&str`/`String` as TEXT, bytes as BINARY, or a whole [`Message`]
+    /// (TEXT, BINARY, PING or PONG). Messages go out in the order `send` was called, from any
+    /// number of tasks. Waits while the write buffer is over its limit (backpressure); returns
+    /// once the message is queued, not once it is written.
+    ///
+    /// Cancel safety: dropping the future before it completes sends nothing.
+    /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        poll_fn(|cx| self.poll_queue(cx, &msg, true)).await
+    }
+
+    /// Queues a message only if the write buffer is under its limit: `Ok(true)` if queued,
+    /// `Ok(false)` if the buffer is full (nothing was queued), an error if the socket is not
+    /// OPEN. For broadcasters that must never wait on one slow peer.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<bool> {
+        let cx = Context::from_waker(Waker::noop());
+        match self.poll_queue(&cx, &msg.into(), true) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Queues a message without waiting, even past the write buffer limit.
+    pub fn send_now(&self, msg: impl Into<Message>) -> Result<()> {
+        let cx = Context::from_waker(Waker::noop());
+        match self.poll_queue(&cx, &msg.into(), false) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Bytes queued for sending and not yet handed to the transport (the browser's
+    /// `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        let sh = self.inner.lock();
+        self.inner.buffered(&sh)
+    }
+
+    /// Sends a frame encoded once for many sockets (see [`PreparedMessage`]). On a server
+    /// socket the shared bytes are queued as they are, without copying or re-encoding; a client
+    /// socket (which must mask) encodes the message itself. Waits like [`Socket::send`], and
+    /// is cancel-safe as it is.
+    pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
+        poll_fn(|cx| self.poll_queue_prepared(cx, prepared)).await
+    }
+
+    /// [`Socket::send_prepared`] without waiting: `Ok(false)` if the write buffer is full.
+    pub fn try_send_prepared(&self, prepared: &PreparedMessage) -> Result<bool> {
+        let cx = Context::from_waker(Waker::noop());
+        match self.poll_queue_prepared(&cx, prepared) {
+            Poll::Ready(r) => r.map(|()| true),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    fn poll_queue_prepared(
+        &self,
+        cx: &Context<'_>,
+        prepared: &PreparedMessage,
+    ) -> Poll<Result<()>> {
+        if self.inner.role == Role::Client {
+            return self.poll_queue(cx, &prepared.message, true);
+        }
+        let mut sh = self.inner.lock();
+        if let Some(refused) = self.admit(&mut sh, cx, true) {
+            return refused;
+        }
+        sh.proto.send_encoded(prepared.frame.clone())?;
+        self.inner.write_or_notify(sh);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends a PING with `payload` (at most 125 bytes). Cancel safety: as [`Socket::send`].
+    pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<()> {
+        self.send(Message::ping(payload)).await
+    }
+
+    /// Waits until everything queued so far has been handed to the transport.
+    ///
+    /// Cancel safety: safe to drop; nothing is lost.
+    pub async fn flush(&self) -> Result<()> {
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Polls until everything queued so far has been handed to the transport.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut sh = self.inner.lock();
+        if self.inner.buffered(&sh) == 0 || sh.proto.state() == ReadyState::Closed {
+            return Poll::Ready(Ok(()));
+        }
+        sh.send_wakers.register(cx.waker());
+        drop(sh);
+        self.inner.notify_driver();
+        Poll::Pending
+    }
+
+    /// Starts the close handshake without waiting: validates `code` (1000 or 3000-4999) and
+    /// queues the CLOSE. A second call, or a call after the peer's CLOSE, does nothing.
+    pub fn start_close(&self, code: u16, reason: &str) -> Result<()> {
+        if !CloseCode(code).is_allowed_for_app() {
+            return Err(Error::InvalidCloseCode(code));
+        }
+        self.close_internal(CloseCode(code), reason);
+        Ok(())
+    }
+
+    /// Starts the close handshake with any code that may be sent on the wire (for example 1001,
+    /// 1008, 1011 or 1013 from a server), without waiting. [`Socket::close`] keeps to the codes
+    /// an application may use (1000, 3000-4999), as browsers do.
+    pub fn start_close_with(&self, code: CloseCode, reason: &str) -> Result<()> {
+        if !code.is_valid_on_wire() {
+            return Err(Error::InvalidCloseCode(code.0));
+        }
+        self.close_internal(code, reason);
+        Ok(())
+    }
+
+    pub(crate) fn close_internal(&self, code: CloseCode, reason: &str) {
+        let mut sh = self.inner.lock();
+        sh.proto.close(code, reason, now());
+        if sh.proto.state() == ReadyState::Closed {
+            // Still connecting: the attempt is abandoned.
+            finish(&mut sh);
+        }
+        drop(sh);
+        self.inner.notify_driver();
+    }
+
+    /// Closes the connection (the seed's `close(code = 1000, reason = "")`): sends CLOSE with
+    /// `code` and `reason` and waits until the connection is closed (the peer's CLOSE arrived
+    /// and the transport ended, or the close timeout passed).
+    ///
+    /// Only 1000 and 3000-4999 are accepted ([`Error::InvalidCloseCode`] otherwise). Closing
+    /// twice, or after the peer closed, is not an error. Cancel safety: if dropped after the
+    /// CLOSE was queued, the close handshake still completes in the background.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
+        self.start_close(code, reason)?;
+        self.closed().await;
+        Ok(())
+    }
+
+    /// Polls until the socket is CLOSED (see [`Socket::closed`]).
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseEvent> {
+        let mut sh = self.inner.lock();
+        match sh.proto.close_event() {
+            Some(ev) => Poll::Ready(ev.clone()),
+            None => {
+                sh.close_wakers.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits until the socket is CLOSED and returns how it ended. Cancel-safe.
+    pub async fn closed(&self) -> CloseEvent {
+        poll_fn(|cx| self.poll_closed(cx)).await
+    }
+
+    /// The error event, if one happened.
+    pub fn error(&self) -> Option<ErrorEvent> {
+        self.inner.lock().proto.error().cloned()
+    }
+
+    /// Polls for the next message (see [`Socket::recv`]).
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
+        let mut sh = self.inner.lock();
+        poll_recv_locked(&self.inner, &mut sh, cx)
+    }
+
+    /// Receives the next message. At the end of the connection it returns
+    /// [`Error::Closed`] with the close code and reason (the error's, if it failed).
+    ///
+    /// Cancel safety: cancel-safe. A message is taken from the queue only by a call that
+    /// returns it, so dropping `recv()` (in a `select!`, say) loses nothing.
+    pub async fn recv(&self) -> Result<Message> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// A `Stream` of this socket's messages (a [`SocketReader`] on a new handle).
+    pub fn stream(&self) -> SocketReader {
+        SocketReader::new(self.clone())
+    }
+
+    /// Splits into a reader (a `Stream` of messages) and a writer (a `Sink` of messages). Both
+    /// halves drive the same connection: PINGs keep being answered and the close handshake
+    /// completes whichever half is in use.
+    pub fn split(&self) -> (SocketReader, SocketWriter) {
+        (
+            SocketReader::new(self.clone()),
+            SocketWriter::new(self.clone()),
+        )
+    }
+}
+
+/// The one receive path under [`Socket::recv`], the `Stream` and the message callback: the next
+/// message from the core, or the end.
+fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Result<Message>> {
+    let was_full = sh.proto.queue_full();
+    let had_output = sh.proto.has_output();
+    let mut got = None;
+    while let Some(event) = sh.proto.poll_event(now()) {
+        // The error and close events are read from the core's state below, for every caller.
+        if let Event::Message(m) = event {
+            got = Some(m);
+            break;
+        }
+    }
+    if (was_full && !sh.proto.queue_full()) || (!had_output && sh.proto.has_output()) {
+        // Room to decode more, or an answer to the peer's CLOSE (or our failure) to write.
+        inner.notify_driver();
+    }
+    if let Some(m) = got {
+        return Poll::Ready(Ok(Message::received(
+            m.opcode,
+            m.payload,
+            m.compressed,
+            m.masked,
+            inner.config.max_payload,
+        )));
+    }
+    if let Some(closed) = sh.proto.close_event() {
+        return Poll::Ready(Err(match sh.proto.error() {
+            Some(e) if !closed.clean => Error::Closed {
+                code: e.code,
+                reason: e.reason.clone(),
+            },
+            _ => Error::Closed {
+                code: closed.code,
+                reason: closed.reason.clone(),
+            },
+        }));
+    }
+    sh.recv_wakers.register(cx.waker());
+    Poll::Pending
+}
+
+/// The connection is CLOSED: wakes everyone waiting on it.
+fn finish(sh: &mut Shared) {
+    sh.recv_wakers.wake_all();
+    sh.send_wakers.wake_all();
+    sh.close_wakers.wake_all();
+    callbacks::wake(sh);
+}
+
+#[cfg(test)]
+mod tests;
