@@ -18,8 +18,8 @@ use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::connect::{read_head, write_all};
 use crate::error::{Error, Result};
+use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
