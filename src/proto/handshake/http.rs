@@ -1,6 +1,8 @@
 //! The HTTP/1.1 head shared by client and server: the head terminator search, the httparse glue,
 //! header lookups, the one head writer, and the token tools (the `tchar` check and the
-//! comma-list splitter).
+//! header-value tokenizer that the extension negotiation uses too).
+
+use std::borrow::Cow;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
@@ -261,6 +263,12 @@ pub(super) fn is_ctl(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
+/// Whether `c` may stand in a quoted string, itself or escaped (RFC 9110 §5.6.4, without
+/// obs-text).
+fn is_quotable(c: u8) -> bool {
+    c == b'\t' || (0x20..0x7f).contains(&c)
+}
+
 /// Splits a comma-separated list (RFC 9110 §5.6.1) into its elements, trimmed of spaces and tabs,
 /// skipping empty ones and those that are not UTF-8.
 ///
@@ -296,6 +304,132 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &str> {
             return Some(element);
         }
     })
+}
+
+/// One list element with parameters: `name *( OWS ";" OWS param [ OWS "=" OWS value ] )`, as in
+/// `Sec-WebSocket-Extensions` (RFC 6455 §9.1).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Element<'a> {
+    /// The leading token.
+    pub(crate) name: &'a str,
+    /// The parameters in order; a quoted value is returned unescaped.
+    pub(crate) params: Vec<(&'a str, Option<Cow<'a, str>>)>,
+}
+
+/// Parses every element of a comma-separated list of [`Element`]s, in order. A malformed element
+/// yields `Err(reason)` and parsing goes on with the next element.
+pub(crate) fn parse_elements(value: &str) -> impl Iterator<Item = Result<Element<'_>, String>> {
+    list_elements(value.as_bytes()).map(|element| {
+        Cursor {
+            src: element,
+            pos: 0,
+        }
+        .element()
+    })
+}
+
+/// A cursor over one list element.
+struct Cursor<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.src.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn token(&mut self, what: &str) -> Result<&'a str, String> {
+        let start = self.pos;
+        while self.peek().is_some_and(is_token_char) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(match self.peek() {
+                Some(c) => format!("expected {what}, found `{}`", char::from(c)),
+                None => format!("expected {what}, found the end of the element"),
+            });
+        }
+        Ok(self.src.get(start..self.pos).unwrap_or_default())
+    }
+
+    /// A quoted-string (the opening quote is current); returns it unescaped.
+    fn quoted(&mut self) -> Result<String, String> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err("unterminated quoted string".to_owned()),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(c) if is_quotable(c) => {
+                            out.push(char::from(c));
+                            self.pos += 1;
+                        }
+                        _ => return Err("bad escape in quoted string".to_owned()),
+                    }
+                }
+                Some(c) if is_quotable(c) => {
+                    out.push(char::from(c));
+                    self.pos += 1;
+                }
+                Some(_) => return Err("invalid character in quoted string".to_owned()),
+            }
+        }
+    }
+
+    fn element(mut self) -> Result<Element<'a>, String> {
+        let name = self.token("an extension name")?;
+        let mut params = Vec::new();
+        loop {
+            self.skip_ows();
+            match self.peek() {
+                None => return Ok(Element { name, params }),
+                Some(b';') => {
+                    self.pos += 1;
+                    self.skip_ows();
+                    let param = self.token("a parameter name")?;
+                    self.skip_ows();
+                    let value = if self.peek() == Some(b'=') {
+                        self.pos += 1;
+                        self.skip_ows();
+                        if self.peek() == Some(b'"') {
+                            let value = self.quoted()?;
+                            // RFC 6455 §9.1: the unescaped value must still be a token.
+                            if value.is_empty() || !value.bytes().all(is_token_char) {
+                                return Err(format!(
+                                    "quoted value of `{param}` is not a token: \"{value}\""
+                                ));
+                            }
+                            Some(Cow::Owned(value))
+                        } else {
+                            Some(Cow::Borrowed(self.token("a parameter value")?))
+                        }
+                    } else {
+                        None
+                    };
+                    params.push((param, value));
+                }
+                Some(c) => {
+                    return Err(format!(
+                        "expected `;` or `,` after `{name}`, found `{}`",
+                        char::from(c)
+                    ))
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +501,44 @@ mod tests {
         assert_eq!(got, [r#"a; x="1,2""#, r#"b; y="\",""#, r#""c,"#]);
         assert_eq!(list_elements(b"").count(), 0);
         assert_eq!(list_elements(b" , ,\t").count(), 0);
+    }
+
+    #[test]
+    fn parse_elements_params_and_errors() {
+        let got: Vec<_> = parse_elements(r#"a; x=1 ;y = "2\3", b;z, c d, e;"#).collect();
+        assert_eq!(
+            got[0],
+            Ok(Element {
+                name: "a",
+                params: vec![("x", Some("1".into())), ("y", Some("23".into()))],
+            })
+        );
+        assert_eq!(
+            got[1],
+            Ok(Element {
+                name: "b",
+                params: vec![("z", None)],
+            })
+        );
+        assert_eq!(
+            got[2],
+            Err("expected `;` or `,` after `c`, found `d`".to_owned())
+        );
+        assert_eq!(
+            got[3],
+            Err("expected a parameter name, found the end of the element".to_owned())
+        );
+        assert_eq!(got.len(), 4);
+        for bad in [
+            r#"a; x="1 0""#,
+            r#"a; x="""#,
+            r#"a; x="1"#,
+            "a; =1",
+            "a; x=1=0",
+        ] {
+            let got: Vec<_> = parse_elements(bad).collect();
+            assert!(matches!(got[..], [Err(_)]), "{bad}: {got:?}");
+        }
     }
 
     #[test]

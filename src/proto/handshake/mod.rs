@@ -44,6 +44,7 @@ mod http;
 mod server;
 
 pub use client::{check_response, parse_response, ClientRequest, ReasonPhrase, UpgradeResponse};
+pub(crate) use http::parse_elements;
 pub use http::{find_head_end, header_tokens, write_response};
 pub use server::{
     check_request, check_request_parts, encode_error_response, encode_response, error_response,
