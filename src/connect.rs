@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use http::HeaderMap;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ClientConfig;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::{DeflateConfig, DeflateParams};
 use crate::proto::handshake::{self, ClientRequest, HandshakeError, HandshakeLimits};
 use crate::proto::Role;
@@ -197,39 +197,6 @@ pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connect
         })?
 }
 
-/// Reads an HTTP head (up to and including the empty line) from `io` into `buf`, enforcing the
-/// size limit; returns where the head ends. Bytes after it stay in `buf`.
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    limits: &HandshakeLimits,
-) -> Result<usize> {
-    let mut scanned = 0;
-    loop {
-        if let Some(end) = handshake::find_head_end(buf, scanned) {
-            return Ok(end);
-        }
-        scanned = buf.len();
-        if buf.len() >= limits.max_header_bytes {
-            return Err(HandshakeError::HeadersTooLarge {
-                limit: limits.max_header_bytes,
-            }
-            .into());
-        }
-        buf.reserve(
-            4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
-                .max(1),
-        );
-        let n = io.read_buf(buf).await?;
-        if n == 0 {
-            return Err(HandshakeError::Malformed(
-                "the connection closed before the HTTP head was complete".into(),
-            )
-            .into());
-        }
-    }
-}
-
 async fn client_handshake(
     mut stream: WsStream,
     target: &Target,
@@ -281,12 +248,6 @@ async fn client_handshake(
         deflate,
         extensions,
     })
-}
-
-pub(crate) async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, bytes: &[u8]) -> Result<()> {
-    io.write_all(bytes).await?;
-    io.flush().await?;
-    Ok(())
 }
 
 impl Socket {

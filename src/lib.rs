@@ -59,6 +59,7 @@ pub mod connect;
 pub mod constants;
 pub mod error;
 pub mod handler;
+mod http_io;
 pub mod message;
 pub mod proto;
 pub mod socket;

@@ -18,8 +18,8 @@ use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
-use crate::connect::{read_head, write_all};
 use crate::error::{Error, Result};
+use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
@@ -337,14 +337,20 @@ pub async fn accept_request(
     let (response, negotiated) = match options.negotiate(&up) {
         Ok(ok) => ok,
         Err(refusal) => {
-            let mut out = format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                refusal.status().as_u16(),
-                refusal.status().canonical_reason().unwrap_or(""),
-                refusal.body().len()
-            )
-            .into_bytes();
-            out.extend_from_slice(refusal.body().as_bytes());
+            // The refusal as `error_response` built it, plus the length and the close.
+            let mut headers = refusal.headers().clone();
+            headers.insert(http::header::CONTENT_LENGTH, refusal.body().len().into());
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            let mut out = Vec::with_capacity(256);
+            handshake::write_response(
+                refusal.status(),
+                &headers,
+                refusal.body().as_bytes(),
+                &mut out,
+            );
             let _ = write_all(&mut stream, &out).await;
             let _ = stream.shutdown().await;
             return Err(Error::Upgrade(refusal.body().trim_end().to_owned()));

@@ -17,11 +17,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use http::header::{
+    HeaderMap, HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+    RETRY_AFTER, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::StatusCode;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use wsx::proto::handshake::HandshakeLimits;
+use wsx::proto::handshake::{write_response, HandshakeLimits};
 use wsx::upgrade::{accept_request, read_request};
 use wsx::{AcceptOptions, CloseCode, OpCode, PreparedMessage, Socket, SocketConfig, WsStream};
 
@@ -252,8 +257,7 @@ impl Server {
         let Some(_slot) = self.slots.acquire() else {
             let _ = respond(
                 &mut stream,
-                503,
-                "Service Unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain; charset=utf-8",
                 b"too many connections; try again later\n",
                 false,
@@ -324,12 +328,8 @@ fn going_away(socket: &Socket) {
 fn is_upgrade(req: &http::Request<()>) -> bool {
     let headers = req.headers();
     headers.contains_key(http::header::SEC_WEBSOCKET_KEY)
-        || headers
-            .get_all(http::header::UPGRADE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        || wsx::proto::handshake::header_tokens(headers, &http::header::UPGRADE)
+            .any(|t| t.eq_ignore_ascii_case("websocket"))
 }
 
 /// Paths that only speak WebSocket: a plain request there gets 426.
@@ -341,46 +341,52 @@ async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
     let head_only = req.method() == http::Method::HEAD;
     let get = req.method() == http::Method::GET || head_only;
     let text = "text/plain; charset=utf-8";
-    let (status, reason, ctype, body): (u16, &str, &str, &[u8]) = if path == "/" && get {
-        (200, "OK", "text/html; charset=utf-8", PAGE.as_bytes())
+    let (status, ctype, body): (StatusCode, &'static str, &[u8]) = if path == "/" && get {
+        (StatusCode::OK, "text/html; charset=utf-8", PAGE.as_bytes())
     } else if WS_ENDPOINTS.contains(&path) {
         (
-            426,
-            "Upgrade Required",
+            StatusCode::UPGRADE_REQUIRED,
             text,
             b"this is a WebSocket endpoint: connect with a WebSocket client\n",
         )
     } else if path == "/" {
-        (405, "Method Not Allowed", text, b"use GET\n")
+        (StatusCode::METHOD_NOT_ALLOWED, text, b"use GET\n")
     } else {
-        (404, "Not Found", text, b"not found\n")
+        (StatusCode::NOT_FOUND, text, b"not found\n")
     };
-    let _ = respond(stream, status, reason, ctype, body, head_only).await;
-    status
+    let _ = respond(stream, status, ctype, body, head_only).await;
+    status.as_u16()
 }
 
 /// Writes a complete `Connection: close` response, then ends the connection.
 async fn respond(
     stream: &mut WsStream,
-    status: u16,
-    reason: &str,
-    content_type: &str,
+    status: StatusCode,
+    content_type: &'static str,
     body: &[u8],
     head_only: bool,
 ) -> std::io::Result<()> {
-    let mut extra = String::new();
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match status {
-        426 => extra.push_str("Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"),
-        405 => extra.push_str("Allow: GET, HEAD\r\n"),
-        503 => extra.push_str("Retry-After: 1\r\n"),
+        StatusCode::UPGRADE_REQUIRED => {
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         _ => {}
     }
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\n{extra}Connection: close\r\n\r\n",
-        body.len()
-    );
-    let result = write_and_close(stream, head.as_bytes(), if head_only { &[] } else { body }).await;
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    let mut head = Vec::with_capacity(256);
+    write_response(status, &headers, &[], &mut head);
+    let result = write_and_close(stream, &head, if head_only { &[] } else { body }).await;
     // Give the client a moment to read before the socket goes away, so unread request bytes
     // do not turn the close into a reset that could destroy the response.
     let _ = tokio::time::timeout(

@@ -1,0 +1,245 @@
+//! The compressor: [`Deflater`] for a connection, [`compress_message`] for one message.
+
+use bytes::{BufMut, BytesMut};
+use flate2::{Compress, Compression, FlushCompress};
+
+use super::{clamp_bits, DeflateParams, MAX_CHUNK, MIN_WINDOW_BITS, STANDALONE, TRAILER};
+use crate::proto::error::SendError;
+use crate::proto::Role;
+
+/// The largest payload of one DEFLATE stored block.
+const STORED_BLOCK_MAX: usize = 65_535;
+
+/// Fixed heap bytes of one zlib-rs deflate stream: its state (about 6 KiB), the hash head table
+/// (65 536 two-byte entries) and, at memLevel 8, the pending buffer and the symbol buffer
+/// (4 + 3 times 16 KiB). The window (2 << bits bytes) and `prev` (2 << bits bytes) come on top.
+const DEFLATE_FIXED_BYTES: usize = 6 * 1024 + 128 * 1024 + 7 * 16 * 1024 + 256;
+
+/// The compressor of one connection (or one standalone message).
+pub struct Deflater {
+    /// Created on first use; `None` again after a message when `release_after_message`.
+    stream: Option<Compress>,
+    /// Negotiated window of our compressor, 8..=15.
+    window_bits: u8,
+    level: u32,
+    no_context_takeover: bool,
+    /// Free the zlib state after each message (no context takeover and `mem_level < 8`).
+    release_after_message: bool,
+    /// Emit stored blocks only: window 8 (zlib cannot honour it) or level 0.
+    stored_only: bool,
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater")
+            .field("window_bits", &self.window_bits)
+            .field("level", &self.level)
+            .field("no_context_takeover", &self.no_context_takeover)
+            .field("stored_only", &self.stored_only)
+            .field("allocated", &self.stream.is_some())
+            .finish()
+    }
+}
+
+impl Deflater {
+    /// `role` = which end we are: a Server compresses with the `server_*` params, a Client
+    /// with the `client_*` ones. The zlib stream is created lazily on first use.
+    ///
+    /// `level` is clamped to `0..=9`. A `mem_level` below 8 frees the zlib state after every
+    /// message when our side has no context takeover (see [`DeflateConfig::mem_level`](super::DeflateConfig::mem_level)).
+    pub fn new(params: DeflateParams, role: Role, level: u32, mem_level: u8) -> Self {
+        let (no_context_takeover, bits) = params.side(role);
+        let window_bits = clamp_bits(bits);
+        let level = level.min(9);
+        Deflater {
+            stream: None,
+            window_bits,
+            level,
+            no_context_takeover,
+            release_after_message: no_context_takeover && mem_level < 8,
+            stored_only: window_bits == MIN_WINDOW_BITS || level == 0,
+        }
+    }
+
+    /// Whether this compressor only emits stored (uncompressed) DEFLATE blocks, because the
+    /// negotiated window is 8 bits (see the module docs) or the level is 0. A caller may then
+    /// rather send messages uncompressed (RSV1 clear), which saves the few bytes of framing.
+    pub fn is_stored_only(&self) -> bool {
+        self.stored_only
+    }
+
+    /// Compresses one whole message, appending the raw DEFLATE bytes to `dst` without the
+    /// trailing `0x00 0x00 0xff 0xff` (RFC 7692 §7.2.1: sync flush, then strip the 4 bytes).
+    /// Resets the window afterwards when our side has no context takeover.
+    pub fn compress(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), SendError> {
+        // Stored blocks; also for an empty payload, where zlib would emit nothing at all after
+        // an earlier sync flush (RFC 7692 §7.2.3.6: an empty message is the octet 0x00).
+        if self.stored_only || payload.is_empty() {
+            write_stored(payload, dst);
+            return Ok(());
+        }
+        let (level, bits) = (self.level, self.window_bits);
+        let stream = self.stream.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(level), false, bits)
+        });
+
+        let start = dst.len();
+        let result = deflate_sync(stream, payload, dst);
+        if result.is_err() {
+            // The stream state is unknown now; drop it and the partial output.
+            self.stream = None;
+            dst.truncate(start);
+            return result;
+        }
+        if dst.len() < start + TRAILER.len() || dst[dst.len() - TRAILER.len()..] != TRAILER {
+            self.stream = None;
+            dst.truncate(start);
+            return Err(SendError::Compress(
+                "sync flush did not end with 00 00 ff ff".to_owned(),
+            ));
+        }
+        dst.truncate(dst.len() - TRAILER.len());
+
+        if self.no_context_takeover {
+            if self.release_after_message {
+                self.stream = None;
+            } else if let Some(stream) = self.stream.as_mut() {
+                stream.reset();
+            }
+        }
+        Ok(())
+    }
+
+    /// Approximate heap bytes held right now (0 before first use).
+    pub fn memory_usage(&self) -> usize {
+        match self.stream {
+            // zlib-rs allocates window and prev (2 bytes each per window byte) with the rest.
+            Some(_) => DEFLATE_FIXED_BYTES + (4usize << self.window_bits.max(9)),
+            None => 0,
+        }
+    }
+}
+
+/// Runs `payload` through `stream` with a sync flush, appending everything to `dst`.
+fn deflate_sync(
+    stream: &mut Compress,
+    payload: &[u8],
+    dst: &mut BytesMut,
+) -> Result<(), SendError> {
+    let mut input = payload;
+    // Compressible messages (the point of compressing) shrink to well under half; incompressible
+    // ones take one or two more rounds. Each round zero-fills only the chunk it offers.
+    let mut chunk = payload.len() / 2 + 64;
+    loop {
+        let len = dst.len();
+        dst.resize(len + chunk, 0);
+        let (in_before, out_before) = (stream.total_in(), stream.total_out());
+        let result = stream.compress(input, &mut dst[len..], FlushCompress::Sync);
+        let consumed = (stream.total_in() - in_before) as usize;
+        let produced = (stream.total_out() - out_before) as usize;
+        dst.truncate(len + produced);
+        result.map_err(|e| SendError::Compress(e.to_string()))?;
+        input = input.get(consumed..).unwrap_or_default();
+        // zlib: the flush is complete once a call returns with output space left over.
+        if produced < chunk && input.is_empty() {
+            return Ok(());
+        }
+        if consumed == 0 && produced == 0 {
+            return Err(SendError::Compress("deflate made no progress".to_owned()));
+        }
+        chunk = (chunk * 2).min(MAX_CHUNK.max(payload.len() + 64));
+    }
+}
+
+/// Appends `payload` as DEFLATE stored blocks, already minus the stripped sync-flush tail:
+/// every block is byte-aligned, and the empty block `00 00 00 ff ff` that would end the
+/// message becomes `00` after stripping.
+fn write_stored(payload: &[u8], dst: &mut BytesMut) {
+    let blocks = payload.len().div_ceil(STORED_BLOCK_MAX);
+    dst.reserve(payload.len() + blocks * 5 + 1);
+    for block in payload.chunks(STORED_BLOCK_MAX) {
+        // BFINAL=0, BTYPE=00, then padding to the byte boundary: one zero byte.
+        let len = block.len() as u16;
+        dst.put_u8(0);
+        dst.put_u16_le(len);
+        dst.put_u16_le(!len);
+        dst.extend_from_slice(block);
+    }
+    dst.put_u8(0);
+}
+
+/// Compresses one standalone message (no context takeover, 15-bit window) the way
+/// [`Deflater::compress`] does, appending to `dst`. Creates and drops a zlib stream (about
+/// 370 KiB) per call: for a stream of messages keep a [`Deflater`].
+pub fn compress_message(payload: &[u8], level: u32, dst: &mut BytesMut) -> Result<(), SendError> {
+    Deflater::new(STANDALONE, Role::Server, level, 8).compress(payload, dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::super::Inflater;
+    use super::*;
+
+    #[test]
+    fn rfc_no_compression_block() {
+        let data = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        let mut inflater = Inflater::new(DeflateParams::default(), Role::Client);
+        assert_eq!(inflate_all(&mut inflater, &data), b"Hello");
+        // Our stored-only compressor writes exactly this.
+        let mut deflater = Deflater::new(DeflateParams::default(), Role::Client, 0, 8);
+        assert!(deflater.is_stored_only());
+        assert_eq!(deflate(&mut deflater, b"Hello"), data);
+    }
+
+    #[test]
+    fn empty_message() {
+        // §7.2.3.6: an empty message is the single octet 0x00.
+        let mut deflater = Deflater::new(DeflateParams::default(), Role::Client, 6, 8);
+        let out = deflate(&mut deflater, b"");
+        assert_eq!(out, [0x00]);
+        let mut inflater = Inflater::new(DeflateParams::default(), Role::Server);
+        assert_eq!(inflate_all(&mut inflater, &out), b"");
+        assert_eq!(inflate_all(&mut inflater, &[]), b"");
+        // ...and the context still works afterwards.
+        let out = deflate(&mut deflater, b"after");
+        assert_eq!(inflate_all(&mut inflater, &out), b"after");
+    }
+
+    #[test]
+    fn compresses_and_uses_context() {
+        let mut rng = Rng(3);
+        let text = rng.text(10_000);
+        let mut with_ctx = Deflater::new(DeflateParams::default(), Role::Client, 6, 8);
+        let first = deflate(&mut with_ctx, &text);
+        assert!(
+            first.len() < text.len() / 3,
+            "{} of {}",
+            first.len(),
+            text.len()
+        );
+        let second = deflate(&mut with_ctx, &text);
+        assert!(
+            second.len() < first.len() / 4,
+            "{} vs {}",
+            second.len(),
+            first.len()
+        );
+
+        let mut no_ctx = Deflater::new(params(false, true, 15, 15), Role::Client, 6, 8);
+        let a = deflate(&mut no_ctx, &text);
+        let b = deflate(&mut no_ctx, &text);
+        assert_eq!(a, b);
+        assert_eq!(a, first);
+        // The window bits bound what the compressor can reach: data repeating at an 8 KiB
+        // distance compresses well with 15 bits and not at all with 9.
+        let block = Rng(4).bytes(8 * 1024);
+        let doubled = [block.as_slice(), block.as_slice()].concat();
+        let mut w15 = Deflater::new(DeflateParams::default(), Role::Client, 6, 8);
+        let mut w9 = Deflater::new(params(false, false, 15, 9), Role::Client, 6, 8);
+        assert!(deflate(&mut w15, &doubled).len() < 9 * 1024);
+        assert!(deflate(&mut w9, &doubled).len() > 16 * 1024);
+    }
+}
