@@ -10,8 +10,8 @@
 //! | `ws.Socket` | [`Socket`] | `src/socket/mod.rs` (its driver, callbacks and halves beside it) |
 //! | `ws.connect(url, origin)` | [`connect()`], [`connect_with`], [`Socket::open`] | `src/connect.rs` |
 //! | `ws.upgrade(accept)` | [`upgrade()`] (a `tower::Service` for hyper/axum), [`accept`] | `src/upgrade.rs` |
-//! | `CONTINUE` … `PONG` | [`OpCode`], [`constants`] | `src/proto/frame.rs`, `src/constants.rs` |
-//! | `CONNECTING` … `CLOSED` | [`ReadyState`], [`constants`] | `src/proto/protocol.rs`, `src/constants.rs` |
+//! | `CONTINUE` … `PONG` | [`OpCode`], [`constants`] | `src/proto/opcode.rs`, `src/constants.rs` |
+//! | `CONNECTING` … `CLOSED` | [`ReadyState`], [`constants`] | `src/proto/state.rs`, `src/constants.rs` |
 //!
 //! ## Example: an echo server and a client
 //!

@@ -146,6 +146,21 @@ pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+impl ProtocolError {
+    /// The close code to send to the peer for this failure.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::FrameTooBig { .. }
+            | ProtocolError::MessageTooBig { .. }
+            | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::BadCompressedData(_) => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::Truncated => CloseCode::ABNORMAL,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

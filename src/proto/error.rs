@@ -2,14 +2,13 @@
 //! (each maps to the close code the connection fails with) and [`SendError`] for what the caller
 //! asked that cannot be done.
 
-use super::close::CloseCode;
-use super::frame::OpCode;
-use super::protocol::ReadyState;
+use super::opcode::OpCode;
+use super::state::ReadyState;
 
 /// Everything that makes the protocol core fail a connection once it is open.
 ///
 /// Each variant maps to the close code RFC 6455 (or RFC 7692) asks for; see
-/// [`ProtocolError::close_code`].
+/// [`ProtocolError::close_code`] (in `close.rs`, beside the codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// An opcode of the reserved ranges 3-7 or 11-15 was received.
@@ -77,21 +76,6 @@ pub enum ProtocolError {
     /// The byte stream ended in the middle of a frame or message.
     #[error("stream ended in the middle of a frame or message")]
     Truncated,
-}
-
-impl ProtocolError {
-    /// The close code to send to the peer for this failure.
-    pub fn close_code(&self) -> CloseCode {
-        match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::FrameTooBig { .. }
-            | ProtocolError::MessageTooBig { .. }
-            | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
-            ProtocolError::BadCompressedData(_) => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::Truncated => CloseCode::ABNORMAL,
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
 }
 
 /// Why the protocol core refused to queue a frame: the caller's mistake (or, for

@@ -6,7 +6,9 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | [`frame`] | [`OpCode`], the frame header: decode (incremental) and encode |
+//! | [`opcode`] | [`OpCode`], the seed's `CONTINUE` … `PONG` |
+//! | [`state`] | [`ReadyState`], the seed's `CONNECTING` … `CLOSED` |
+//! | [`frame`] | the frame header: decode (incremental) and encode |
 //! | [`mask`] | masking and unmasking, a word at a time |
 //! | [`utf8`] | incremental UTF-8 validation for fragmented text |
 //! | [`close`] | [`CloseCode`] and the CLOSE payload |
@@ -23,7 +25,9 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod opcode;
 pub mod protocol;
+pub mod state;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
