@@ -9,6 +9,11 @@
 # ...", REPEATS, DURATION, WARMUP, WSX_BENCH_CACHE (where `ws` is installed from npm; default
 # target/bench/node). NODE=0 skips the Node servers.
 #
+# Servers: wsx (the library's minimal echo), serve (`wsx serve --no-deflate`, what users run),
+# tungstenite, fastws, node, ceiling. For a before/after comparison in the same run, set
+# WSX_BASE_BIN to the target/release folder of an older build: servers wsx-base and serve-base
+# run its binaries.
+#
 # Each run: a fresh server pinned to CPU 0, `wsx bench ... --json` pinned to CPU 1. Over the
 # measured window the script samples utime+stime of both from /proc/PID/stat: the server's CPU
 # time per echoed message, and whether the load generator's core was saturated (busy >= 95%:
@@ -67,6 +72,9 @@ trap cleanup EXIT
 server_cmd() {
   case "$1" in
     wsx) echo "$BIN/echo-wsx" ;;
+    serve) echo "$BIN/wsx serve --no-deflate" ;;
+    wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/echo-wsx" ;;
+    serve-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/wsx serve --no-deflate" ;;
     wsx-deflate) echo "$BIN/echo-wsx --deflate" ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     tungstenite-batch) echo "$BIN/echo-tungstenite --batch" ;;
@@ -93,13 +101,14 @@ cell_spec() {
 }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo NaN; }
+uticks() { awk '{print $14}' "/proc/$1/stat" 2>/dev/null || echo NaN; }
 sleep_until() { python3 -c "import sys, time; time.sleep(max(0.0, float(sys.argv[1]) - time.time()))" "$1"; }
 
 # start_server NAME LOG: starts it on CPU 0, sets SERVER_PID and URL.
 start_server() { start_server_cmd "$(server_cmd "$1")" "$2" 600 0; }
 
 RUNS=$OUT/runs.tsv
-printf 'cell\tserver\trep\tmsgs_per_sec\tmib_per_sec\tp50\tp99\tp999\terrors\tsrv_cpu_us_per_msg\tsrv_busy\tcli_busy\n' >"$RUNS"
+printf 'cell\tserver\trep\tmsgs_per_sec\tmib_per_sec\tp50\tp99\tp999\terrors\tsrv_cpu_us_per_msg\tsrv_busy\tcli_busy\tsrv_user_us_per_msg\n' >"$RUNS"
 
 # run_one CELL SERVER REP
 run_one() {
@@ -128,33 +137,35 @@ run_one() {
   # Sample inside the measured window: from 0.3 s after the warm-up (connection setup comes
   # first) to 0.2 s before its end.
   sleep_until "$(python3 -c "print($launched + $WARMUP + 0.3)")"
-  local s0 c0 t0 s1 c1 t1
-  s0=$(ticks "$SERVER_PID"); c0=$(ticks "$bpid"); t0=$(date +%s.%N)
+  local s0 c0 t0 s1 c1 t1 u0 u1
+  s0=$(ticks "$SERVER_PID"); u0=$(uticks "$SERVER_PID"); c0=$(ticks "$bpid"); t0=$(date +%s.%N)
   sleep_until "$(python3 -c "print($launched + $WARMUP + max(0.8, $DURATION - 0.2))")"
-  s1=$(ticks "$SERVER_PID"); c1=$(ticks "$bpid"); t1=$(date +%s.%N)
+  s1=$(ticks "$SERVER_PID"); u1=$(uticks "$SERVER_PID"); c1=$(ticks "$bpid"); t1=$(date +%s.%N)
   local rc=0
   wait "$tpid" || rc=$?
   stop_server
   if [ "$rc" != 0 ] || [ ! -s "$json" ]; then
     echo "  $cell $server #$rep: wsx bench failed (exit $rc)" >&2
     tail -5 "$log" >&2
-    printf '%s\t%s\t%s\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\n' "$cell" "$server" "$rep" >>"$RUNS"
+    printf '%s\t%s\t%s\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\tNaN\n' "$cell" "$server" "$rep" >>"$RUNS"
     rm -f "$log" "$json"
     return
   fi
-  python3 - "$json" "$cell" "$server" "$rep" "$s0" "$s1" "$c0" "$c1" "$t0" "$t1" "$TICK" >>"$RUNS" <<'EOF'
+  python3 - "$json" "$cell" "$server" "$rep" "$s0" "$s1" "$c0" "$c1" "$t0" "$t1" "$TICK" "$u0" "$u1" >>"$RUNS" <<'EOF'
 import json, sys
-path, cell, server, rep, s0, s1, c0, c1, t0, t1, tick = sys.argv[1:]
+path, cell, server, rep, s0, s1, c0, c1, t0, t1, tick, u0, u1 = sys.argv[1:]
 r = json.load(open(path))
 wall = float(t1) - float(t0)
 srv = (float(s1) - float(s0)) / float(tick)
 cli = (float(c1) - float(c0)) / float(tick)
 rate = r["messages_per_sec"]
 cpu_per_msg = srv / (rate * wall) * 1e6 if rate > 0 else float("nan")
+user = (float(u1) - float(u0)) / float(tick)
+user_per_msg = user / (rate * wall) * 1e6 if rate > 0 else float("nan")
 lat = r["latency_us"]
 print("\t".join(str(x) for x in [cell, server, rep, round(rate, 1), round(r["mib_per_sec"], 2),
       lat["p50"], lat["p99"], lat["p999"], r["errors"], round(cpu_per_msg, 3),
-      round(srv / wall, 3), round(cli / wall, 3)]))
+      round(srv / wall, 3), round(cli / wall, 3), round(user_per_msg, 3)]))
 EOF
   tail -1 "$RUNS" | awk -F'\t' '{printf "  %-11s %-13s #%s %12.0f msg/s %9.1f MiB/s  p99 %6s us  srv %6.2f us/msg  busy srv %.2f cli %.2f\n", $1, $2, $3, $4, $5, $7, $10, $11, $12}' >&2
   rm -f "$log" "$json"
@@ -197,7 +208,7 @@ CELLS = {
 }
 PEERS = {"tungstenite", "tungstenite-batch", "fastws", "node", "node-deflate"}
 NUM = ["msgs_per_sec", "mib_per_sec", "p50", "p99", "p999", "errors", "srv_cpu_us_per_msg",
-       "srv_busy", "cli_busy"]
+       "srv_busy", "cli_busy", "srv_user_us_per_msg"]
 
 def f(x):
     try:
@@ -219,6 +230,7 @@ def median_run(runs):
     m["msgs_per_sec"] = statistics.median(r["msgs_per_sec"] for r in ok)
     m["mib_per_sec"] = statistics.median(r["mib_per_sec"] for r in ok)
     m["srv_cpu_us_per_msg"] = statistics.median(r["srv_cpu_us_per_msg"] for r in ok)
+    m["srv_user_us_per_msg"] = statistics.median(r["srv_user_us_per_msg"] for r in ok)
     m["cli_busy"] = max(r["cli_busy"] for r in ok)
     m["n"] = len(ok)
     return m
@@ -233,14 +245,14 @@ if node_v:
     print(f"Node {node_v}, ws {ws_v}.")
 print()
 print("| cell | server | msg/s | MiB/s | p50 us | p99 us | p99.9 us | server CPU us/msg | "
-      "server busy | load gen busy | note |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+      "of it user space | server busy | load gen busy | note |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for c in order:
     for (cell, server), m in sorted(med.items(), key=lambda kv: kv[0][1]):
         if cell != c:
             continue
         if m is None:
-            print(f"| {CELLS[c]} | {server} | failed | | | | | | | | |")
+            print(f"| {CELLS[c]} | {server} | failed | | | | | | | | | |")
             continue
         note = []
         if m["cli_busy"] >= 0.95:
@@ -249,7 +261,8 @@ for c in order:
             note.append(f"{int(m['errors'])} errors")
         print(f"| {CELLS[c]} | {server} | {m['msgs_per_sec']:,.0f} | {m['mib_per_sec']:,.1f} | "
               f"{m['p50']:.0f} | {m['p99']:.0f} | {m['p999']:.0f} | "
-              f"{m['srv_cpu_us_per_msg']:.2f} | {m['srv_busy']:.0%} | {m['cli_busy']:.0%} | "
+              f"{m['srv_cpu_us_per_msg']:.2f} | {m['srv_user_us_per_msg']:.2f} | "
+              f"{m['srv_busy']:.0%} | {m['cli_busy']:.0%} | "
               f"{', '.join(note)} |")
 print()
 print("## Ratios: wsx / best peer (and / ceiling)\n")
@@ -274,5 +287,19 @@ for c in order:
     bound = [s for (cell, s), m in med.items() if cell == c and m and m["cli_busy"] >= 0.95]
     print(f"| {CELLS[c]} | {w['msgs_per_sec']:,.0f} | {best[0]} | {best[1]['msgs_per_sec']:,.0f} | "
           f"{ratio:.2f}x | {cpu:.2f}x ({cheap[0]}) | {vs_ceil} | {', '.join(bound) or 'no'} |")
+pairs = [(new, old) for new, old in [("wsx", "wsx-base"), ("serve", "serve-base")]
+         if any(k[1] == old for k in med)]
+if pairs:
+    print("\n## Before / after (WSX_BASE_BIN), same run\n")
+    print("| cell | server | msg/s now / before | CPU us/msg now / before | user us/msg now / before |")
+    print("|---|---|---:|---:|---:|")
+    for c in order:
+        for new, old in pairs:
+            a, b = med.get((c, new)), med.get((c, old))
+            if not a or not b:
+                continue
+            print(f"| {CELLS[c]} | {new} | {a['msgs_per_sec']:,.0f} / {b['msgs_per_sec']:,.0f} | "
+                  f"{a['srv_cpu_us_per_msg']:.2f} / {b['srv_cpu_us_per_msg']:.2f} | "
+                  f"{a['srv_user_us_per_msg']:.2f} / {b['srv_user_us_per_msg']:.2f} |")
 EOF
 cat "$OUT/results.md"

@@ -20,11 +20,12 @@ async fn failing_a_connection_does_not_lose_our_close_frame() {
         })
         .await;
         let mut tcp = raw_client(addr).await;
-        // 2 MiB in 4 KiB fragments of one message: over the limit after 1 MiB. Written in full
-        // before reading anything, as a client busy uploading would.
+        // 32 MiB in 4 KiB fragments of one message (more than the kernel buffers hold): over the
+        // limit after 1 MiB. Written in full before reading anything, as a client busy
+        // uploading would.
         let chunk = vec![0x5au8; 4096];
         let mut wire = client_frame(OpCode::Binary, false, &chunk);
-        for _ in 1..511 {
+        for _ in 1..8191 {
             wire.extend(client_frame(OpCode::Continue, false, &chunk));
         }
         wire.extend(client_frame(OpCode::Continue, true, &chunk));
@@ -56,10 +57,12 @@ async fn server_close_handshake_half_closes_instead_of_resetting() {
         .await;
         let mut tcp = raw_client(addr).await;
         let mut wire = client_frame(OpCode::Close, true, b"\x03\xe8");
-        // Junk after the CLOSE (a misbehaving client): left unread, it would cause a reset.
-        wire.extend(vec![0u8; 64 * 1024]);
-        tcp.write_all(&wire).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Junk after the CLOSE (a misbehaving client), more than the kernel buffers hold: left
+        // unread, it would make the server's kernel reset the connection.
+        wire.extend(vec![0u8; 32 << 20]);
+        tcp.write_all(&wire)
+            .await
+            .expect("the server drained its input: no reset while writing");
         let (_, op, payload) = read_frame(&mut tcp).await.expect("the CLOSE answer");
         assert_eq!((op, &payload[..]), (8, &b"\x03\xe8"[..]));
         let mut rest = [0u8; 64];
