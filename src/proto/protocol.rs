@@ -189,6 +189,8 @@ pub struct Protocol {
     end_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
     keepalive: Option<Keepalive>,
+    /// The latest time passed in (see [`Protocol::last_time`]).
+    last_time: Option<Instant>,
 }
 
 impl Protocol {
@@ -229,6 +231,7 @@ impl Protocol {
             end_deadline: None,
             write_deadline: None,
             keepalive: None,
+            last_time: None,
         }
     }
 
@@ -263,6 +266,7 @@ impl Protocol {
 
     /// The handshake succeeded: CONNECTING becomes OPEN and keepalive starts.
     pub fn open(&mut self, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         if self.state != ReadyState::Connecting {
             return;
         }
@@ -380,6 +384,7 @@ impl Protocol {
     /// protocol errors fail the connection (each once the messages before it were taken). Stops
     /// when the queue is full, leaving the rest in `buf`. Returns how many messages it queued.
     pub fn receive_data(&mut self, buf: &mut BytesMut, now: Instant) -> usize {
+        self.last_time = self.last_time.max(Some(now));
         if let Some(k) = self.keepalive.as_mut() {
             k.heard = now;
         }
@@ -510,6 +515,7 @@ impl Protocol {
     /// not be sent) unless one was sent, records the error, and from then on reads only to
     /// drop what comes until the peer's EOF.
     pub fn fail(&mut self, code: CloseCode, reason: &str, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         if self.state == ReadyState::Closed {
             return;
         }
@@ -559,8 +565,11 @@ impl Protocol {
     /// closed, the error (if it failed) and the close. `None`: nothing now.
     ///
     /// A protocol error or the peer's CLOSE that waits for the application is acted on here,
-    /// once it has taken every message that came before.
+    /// once it has taken every message that came before. That is the only use of `now` (it
+    /// starts the close timer); when [`Protocol::event_needs_time`] is false a caller that
+    /// would rather not read the clock may pass [`Protocol::last_time`].
     pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
+        self.last_time = self.last_time.max(Some(now));
         if let Some(msg) = self.queue.pop_front() {
             self.queue_bytes -= msg.payload.len().min(self.queue_bytes);
             self.awaiting = false;
@@ -586,10 +595,22 @@ impl Protocol {
         None
     }
 
+    /// Whether the next [`Protocol::poll_event`] uses its `now`: the queue is empty and a
+    /// protocol error or the peer's CLOSE waits to be acted on.
+    pub fn event_needs_time(&self) -> bool {
+        self.queue.is_empty() && self.end.is_some()
+    }
+
+    /// The latest time any call passed in (`None` before the first).
+    pub fn last_time(&self) -> Option<Instant> {
+        self.last_time
+    }
+
     /// Nobody will take messages from now on (the application dropped every handle): queued
     /// and later messages are dropped, a waiting failure or CLOSE answer is acted on, and an
     /// open connection is closed with 1001 (going away).
     pub fn abandon(&mut self, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         self.abandoned = true;
         self.queue.clear();
         self.queue_bytes = 0;
@@ -603,6 +624,7 @@ impl Protocol {
 
     /// The transport reached EOF.
     pub fn receive_eof(&mut self, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         if self.eof || self.state == ReadyState::Closed {
             return;
         }
@@ -657,6 +679,7 @@ impl Protocol {
     /// accepted by the transport, and `progressed` says whether it accepted any. Runs the
     /// write-stall timer and answers a held-back PING once the output has drained.
     pub fn on_write(&mut self, backlog: usize, progressed: bool, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         self.backlog = backlog;
         if self.buffered() == 0 {
             self.write_deadline = None;
@@ -714,6 +737,7 @@ impl Protocol {
 
     /// Acts on every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         if self.end_deadline.is_some_and(|t| t <= now) {
             // The application does not take the messages that came before the end.
             if let Some(end) = self.end.take() {
@@ -806,6 +830,7 @@ impl Protocol {
     /// CLOSE was already sent or the connection is closed; while CONNECTING it abandons the
     /// attempt (CLOSED, 1006).
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) {
+        self.last_time = self.last_time.max(Some(now));
         match self.state {
             ReadyState::Closed => return,
             ReadyState::Connecting => {

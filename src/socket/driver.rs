@@ -162,6 +162,8 @@ pub(super) struct Driver {
     first: bool,
     /// How many more bytes the core wants in `rbuf` (from the last pass).
     wanted: usize,
+    /// A sender held the writer: the next pass takes the output.
+    retry: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
     /// The size of the large frame the last message started with (0 after a small one): how
@@ -199,6 +201,7 @@ impl Driver {
             report: None,
             first: true,
             wanted: 1,
+            retry: false,
             sleep: None,
             deadline: None,
             read_hint: 0,
@@ -280,8 +283,6 @@ impl Driver {
     ) -> Option<bool> {
         let inner = self.inner.clone();
         let now = now();
-        // Writer before core: a sender holding the core only ever tries the writer.
-        let mut w = inner.lock_writer();
         let mut sh = inner.lock();
         let shared = &mut *sh;
         let proto = &mut shared.proto;
@@ -313,13 +314,27 @@ impl Driver {
             // Nobody will take messages or events any more.
             proto.abandon(now);
         }
-        if proto.has_output() {
-            w.push(proto.take_output());
+        let shutdown = proto.wants_shutdown();
+        // The writer is only ever tried under the core's lock (senders do the same), so nobody
+        // waits on a lock while holding the other; if a sender is writing, go round again.
+        let mut writer = None;
+        // (A sender that could not write everything leaves the rest in the writer, counted in
+        // `unwritten`.)
+        let unwritten = inner.unwritten.load(Ordering::Acquire) > 0;
+        if proto.has_output() || self.write_wanted || unwritten || shutdown {
+            match inner.writer.try_lock() {
+                Ok(mut w) => {
+                    if proto.has_output() {
+                        w.push(proto.take_output());
+                    }
+                    writer = Some(w);
+                }
+                Err(_) => self.retry = true,
+            }
         }
         self.undecoded = !self.rbuf.is_empty() && proto.queue_full();
         let was_reading = std::mem::replace(&mut self.reading, proto.wants_read());
         self.wanted = proto.bytes_wanted(&self.rbuf);
-        let shutdown = proto.wants_shutdown();
         let deadline = proto.poll_timeout();
         let closed = proto.state() == ReadyState::Closed;
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
@@ -337,19 +352,35 @@ impl Driver {
         }
         if closed {
             tracing::debug!(url = %inner.url, "connection closed");
+            finish(shared);
+            drop(writer);
+            drop(sh);
             // Dropping the halves closes the transport; the peer's EOF was read, or the close
             // timeout passed, so no unread input makes the kernel answer with a reset.
-            w.half = None;
+            inner.lock_writer().half = None;
             self.io = None;
             inner.unwritten.store(0, Ordering::Release);
-            finish(shared);
             return None;
         }
         drop(sh);
 
-        // Write outside the core's lock.
         // Reading resumed (the application made room): read now, or no readiness is awaited.
-        let mut again = delivered > 0 || (self.reading && !was_reading);
+        let mut again = std::mem::take(&mut self.retry) || (self.reading && !was_reading);
+        if deadline != self.deadline {
+            self.deadline = deadline;
+            if let Some(t) = deadline {
+                let at = tokio::time::Instant::from_std(t);
+                match self.sleep.as_mut() {
+                    Some(s) => s.as_mut().reset(at),
+                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                }
+            }
+            again = true;
+        }
+        // Write outside the core's lock.
+        let Some(mut w) = writer else {
+            return Some(again);
+        };
         if !w.backlog.is_empty() || w.unflushed || shutdown {
             let before = w.unwritten();
             let mut report = Report {
@@ -383,17 +414,6 @@ impl Driver {
             self.write_wanted = false;
         }
         drop(w);
-        if deadline != self.deadline {
-            self.deadline = deadline;
-            if let Some(t) = deadline {
-                let at = tokio::time::Instant::from_std(t);
-                match self.sleep.as_mut() {
-                    Some(s) => s.as_mut().reset(at),
-                    None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-                }
-            }
-            again = true;
-        }
         Some(again)
     }
 }

@@ -584,7 +584,15 @@ fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Re
     let was_full = sh.proto.queue_full();
     let had_output = sh.proto.has_output();
     let mut got = None;
-    while let Some(event) = sh.proto.poll_event(now()) {
+    loop {
+        // The clock is read only when the core will use it (to act on a waiting end).
+        let t = match sh.proto.last_time() {
+            Some(t) if !sh.proto.event_needs_time() => t,
+            _ => now(),
+        };
+        let Some(event) = sh.proto.poll_event(t) else {
+            break;
+        };
         // The error and close events are read from the core's state below, for every caller.
         if let Event::Message(m) = event {
             got = Some(m);
