@@ -67,6 +67,8 @@ server_cmd() {
   local deflate=$2
   case "$1" in
     wsx) if [ "$deflate" = 1 ]; then echo "$BIN/echo-wsx --deflate"; else echo "$BIN/echo-wsx"; fi ;;
+    # An older build's echo-wsx, for before/after (WSX_BASE_BIN: its target/release folder).
+    wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && if [ "$deflate" = 1 ]; then echo "$WSX_BASE_BIN/echo-wsx --deflate"; else echo "$WSX_BASE_BIN/echo-wsx"; fi ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     fastws) echo "$BIN/echo-fastws" ;;
     ceiling) echo "$BIN/echo-ceiling" ;;

@@ -131,7 +131,8 @@ struct Current {
 pub struct Decoder {
     mask_policy: MaskPolicy,
     limits: Limits,
-    inflater: Option<Inflater>,
+    /// Boxed: most connections never compress, and an idle one should stay small.
+    inflater: Option<Box<Inflater>>,
     current: Option<Current>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
@@ -152,7 +153,7 @@ impl Decoder {
 
     /// Enables permessage-deflate: RSV1 becomes legal on the first frame of a message.
     pub fn set_inflater(&mut self, inflater: Option<Inflater>) {
-        self.inflater = inflater;
+        self.inflater = inflater.map(Box::new);
     }
 
     /// The limits in force.
@@ -172,7 +173,7 @@ impl Decoder {
 
     /// Bytes of decompression state held (0 without compression or before first use).
     pub fn memory_usage(&self) -> usize {
-        self.inflater.as_ref().map_or(0, Inflater::memory_usage)
+        self.inflater.as_ref().map_or(0, |i| i.memory_usage())
             + self.assembly.as_ref().map_or(0, |a| a.buf.capacity())
     }
 
@@ -551,7 +552,8 @@ impl Output {
 /// and the zero-copy path for large payloads).
 #[derive(Debug)]
 pub struct Encoder {
-    deflater: Option<Deflater>,
+    /// Boxed, as the decoder's inflater.
+    deflater: Option<Box<Deflater>>,
     threshold: usize,
     scratch: BytesMut,
 }
@@ -568,7 +570,7 @@ impl Encoder {
 
     /// Enables permessage-deflate for data messages of at least `threshold` bytes.
     pub fn set_deflater(&mut self, deflater: Option<Deflater>, threshold: usize) {
-        self.deflater = deflater;
+        self.deflater = deflater.map(Box::new);
         self.threshold = threshold;
     }
 
@@ -579,7 +581,7 @@ impl Encoder {
 
     /// Bytes of compression state held.
     pub fn memory_usage(&self) -> usize {
-        self.deflater.as_ref().map_or(0, Deflater::memory_usage) + self.scratch.capacity()
+        self.deflater.as_ref().map_or(0, |d| d.memory_usage()) + self.scratch.capacity()
     }
 
     /// Whether a data message of `len` bytes would be compressed under `compression`.

@@ -166,7 +166,7 @@ pub struct Protocol {
     backlog: usize,
     queue: VecDeque<Received>,
     queue_bytes: usize,
-    end: Option<End>,
+    end: Option<Box<End>>,
     /// The application's last [`Protocol::poll_event`] found nothing: it waits for more.
     awaiting: bool,
     /// Nobody will take messages any more: they are dropped as they come.
@@ -178,8 +178,9 @@ pub struct Protocol {
     failed: bool,
     eof: bool,
     write_shut: bool,
-    error: Option<ErrorEvent>,
-    outcome: Option<CloseEvent>,
+    // Boxed: set once, near the end; an idle connection should stay small.
+    error: Option<Box<ErrorEvent>>,
+    outcome: Option<Box<CloseEvent>>,
     error_reported: bool,
     close_reported: bool,
     /// The payload of the latest PING not answered yet, held back while the output is over
@@ -188,7 +189,7 @@ pub struct Protocol {
     close_deadline: Option<Instant>,
     end_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
-    keepalive: Option<Keepalive>,
+    keepalive: Option<Box<Keepalive>>,
     /// The latest time passed in (see [`Protocol::last_time`]).
     last_time: Option<Instant>,
 }
@@ -272,11 +273,13 @@ impl Protocol {
         }
         self.state = ReadyState::Open;
         self.opened = true;
-        self.keepalive = self.config.ping_interval.map(|interval| Keepalive {
-            interval,
-            deadline: now + interval,
-            heard: now,
-            ping_sent: None,
+        self.keepalive = self.config.ping_interval.map(|interval| {
+            Box::new(Keepalive {
+                interval,
+                deadline: now + interval,
+                heard: now,
+                ping_sent: None,
+            })
         });
     }
 
@@ -287,11 +290,11 @@ impl Protocol {
             return;
         }
         self.set_error(CloseCode::PROTOCOL_ERROR, reason);
-        self.outcome = Some(CloseEvent {
+        self.outcome = Some(Box::new(CloseEvent {
             code: CloseCode::ABNORMAL,
             reason: reason.to_owned(),
             clean: false,
-        });
+        }));
         self.state = ReadyState::Closed;
     }
 
@@ -337,13 +340,13 @@ impl Protocol {
 
     /// The error, once the connection failed.
     pub fn error(&self) -> Option<&ErrorEvent> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     /// How the connection ended, once it is CLOSED.
     pub fn close_event(&self) -> Option<&CloseEvent> {
         match self.state {
-            ReadyState::Closed => self.outcome.as_ref(),
+            ReadyState::Closed => self.outcome.as_deref(),
             _ => None,
         }
     }
@@ -441,11 +444,11 @@ impl Protocol {
                     self.input_done = true;
                     buf.clear();
                     if !self.failed {
-                        self.outcome = Some(CloseEvent {
+                        self.outcome = Some(Box::new(CloseEvent {
                             code: frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code),
                             reason: frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default(),
                             clean: true,
-                        });
+                        }));
                     }
                     if self.close_sent {
                         // The answer to ours.
@@ -469,7 +472,7 @@ impl Protocol {
         if at_once {
             self.apply_end(end, now);
         } else {
-            self.end = Some(end);
+            self.end = Some(Box::new(end));
             self.end_deadline = Some(now + self.config.close_timeout);
         }
     }
@@ -504,10 +507,10 @@ impl Protocol {
 
     fn set_error(&mut self, code: CloseCode, reason: &str) {
         if self.error.is_none() {
-            self.error = Some(ErrorEvent {
+            self.error = Some(Box::new(ErrorEvent {
                 code,
                 reason: reason.to_owned(),
-            });
+            }));
         }
     }
 
@@ -532,11 +535,11 @@ impl Protocol {
         self.failed = true;
         self.input_done = true;
         self.set_error(code, reason);
-        self.outcome = Some(CloseEvent {
+        self.outcome = Some(Box::new(CloseEvent {
             code,
             reason: reason.to_owned(),
             clean: false,
-        });
+        }));
         self.state = ReadyState::Closing;
     }
 
@@ -551,11 +554,11 @@ impl Protocol {
             // The peer's CLOSE came, ours did not go out: its code stands, not clean.
             Some(o) if self.close_received && !self.failed => o.clean = false,
             _ => {
-                self.outcome = Some(CloseEvent {
+                self.outcome = Some(Box::new(CloseEvent {
                     code: CloseCode::ABNORMAL,
                     reason: reason.to_owned(),
                     clean: false,
-                })
+                }))
             }
         }
         self.state = ReadyState::Closed;
@@ -576,7 +579,7 @@ impl Protocol {
             return Some(Event::Message(msg));
         }
         if let Some(end) = self.end.take() {
-            self.apply_end(end, now);
+            self.apply_end(*end, now);
         }
         self.awaiting = true;
         if self.state != ReadyState::Closed {
@@ -585,12 +588,12 @@ impl Protocol {
         if !self.error_reported {
             self.error_reported = true;
             if let Some(e) = &self.error {
-                return Some(Event::Error(e.clone()));
+                return Some(Event::Error(ErrorEvent::clone(e)));
             }
         }
         if !self.close_reported {
             self.close_reported = true;
-            return self.outcome.clone().map(Event::Closed);
+            return self.outcome.as_deref().cloned().map(Event::Closed);
         }
         None
     }
@@ -615,7 +618,7 @@ impl Protocol {
         self.queue.clear();
         self.queue_bytes = 0;
         if let Some(end) = self.end.take() {
-            self.apply_end(end, now);
+            self.apply_end(*end, now);
         }
         if self.state == ReadyState::Open {
             self.close(CloseCode::GOING_AWAY, "", now);
@@ -631,18 +634,18 @@ impl Protocol {
         self.eof = true;
         self.input_done = true;
         if let Some(end) = self.end.take() {
-            self.apply_end(end, now);
+            self.apply_end(*end, now);
         }
         if !self.close_received && !self.failed {
             self.set_error(
                 CloseCode::ABNORMAL,
                 "the connection was lost without a close handshake",
             );
-            self.outcome = Some(CloseEvent {
+            self.outcome = Some(Box::new(CloseEvent {
                 code: CloseCode::ABNORMAL,
                 reason: "connection closed without a close handshake".to_owned(),
                 clean: false,
-            });
+            }));
         }
         self.close_if_drained();
     }
@@ -668,6 +671,16 @@ impl Protocol {
     /// needs no report).
     pub fn take_output(&mut self) -> Output {
         self.output.take()
+    }
+
+    /// Like [`Protocol::take_output`], into the caller's buffer: when `dst` is empty the two are
+    /// swapped, so the buffers go back and forth and no allocation is made per message.
+    pub fn take_output_into(&mut self, dst: &mut Output) {
+        if dst.is_empty() {
+            std::mem::swap(&mut self.output, dst);
+        } else {
+            dst.append(self.output.take());
+        }
     }
 
     /// Whether output is waiting to be taken.
@@ -741,7 +754,7 @@ impl Protocol {
         if self.end_deadline.is_some_and(|t| t <= now) {
             // The application does not take the messages that came before the end.
             if let Some(end) = self.end.take() {
-                self.apply_end(end, now);
+                self.apply_end(*end, now);
             }
             self.end_deadline = None;
         }
@@ -762,7 +775,7 @@ impl Protocol {
     }
 
     fn keepalive_timeout(&mut self, now: Instant) {
-        let Some(mut k) = self.keepalive else {
+        let Some(mut k) = self.keepalive.as_deref().copied() else {
             return;
         };
         if self.state != ReadyState::Open || self.close_sent || k.deadline > now {
@@ -783,7 +796,7 @@ impl Protocol {
             k.ping_sent = Some(now);
             k.deadline = now + self.config.ping_timeout;
         }
-        self.keepalive = Some(k);
+        self.keepalive = Some(Box::new(k));
     }
 
     /// Queues a data message (TEXT or BINARY) or a PING/PONG as one frame. A large payload that
@@ -834,11 +847,11 @@ impl Protocol {
         match self.state {
             ReadyState::Closed => return,
             ReadyState::Connecting => {
-                self.outcome = Some(CloseEvent {
+                self.outcome = Some(Box::new(CloseEvent {
                     code: CloseCode::ABNORMAL,
                     reason: "closed before the connection opened".to_owned(),
                     clean: false,
-                });
+                }));
                 self.state = ReadyState::Closed;
                 return;
             }
@@ -851,11 +864,11 @@ impl Protocol {
         self.write_control(OpCode::Close, &payload);
         self.mark_close_sent(now);
         if !self.close_received {
-            self.outcome = Some(CloseEvent {
+            self.outcome = Some(Box::new(CloseEvent {
                 code,
                 reason: reason.to_owned(),
                 clean: true,
-            });
+            }));
         }
         self.state = ReadyState::Closing;
     }

@@ -52,8 +52,9 @@ impl Writer {
         self.half.is_some() && !self.blocked && !self.shut && self.backlog.is_empty()
     }
 
-    pub(super) fn push(&mut self, out: Output) {
-        self.backlog.append(out);
+    /// Takes the core's output (see [`crate::proto::Protocol::take_output_into`]).
+    pub(super) fn take_from(&mut self, proto: &mut crate::proto::Protocol) {
+        proto.take_output_into(&mut self.backlog);
     }
 
     /// Bytes not yet accepted by the transport (1 for an unflushed write).
@@ -325,7 +326,7 @@ impl Driver {
             match inner.writer.try_lock() {
                 Ok(mut w) => {
                     if proto.has_output() {
-                        w.push(proto.take_output());
+                        w.take_from(proto);
                     }
                     writer = Some(w);
                 }

@@ -131,7 +131,7 @@ impl Inner {
         if sh.proto.queued_messages() == 0 {
             if let Ok(mut w) = self.writer.try_lock() {
                 if w.idle() {
-                    w.push(sh.proto.take_output());
+                    w.take_from(&mut sh.proto);
                     drop(sh);
                     let done = w.write_now();
                     self.unwritten.store(w.unwritten(), Ordering::Release);
