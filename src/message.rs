@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 use crate::proto::codec::{MaskPolicy, DEFAULT_MAX_MESSAGE_SIZE};
-use crate::proto::deflate::{DeflateParams, Deflater, Inflater};
+use crate::proto::deflate::{Deflater, Inflater, STANDALONE};
 use crate::proto::frame::FrameHeader;
 use crate::proto::{
     CloseCode, CloseFrame, Compression, Decoder, Encoder, Incoming, Limits, OpCode, ProtocolError,
@@ -379,16 +379,6 @@ impl Message {
         Ok(())
     }
 }
-
-/// How many more bytes the partial header at the front of `buf` needs.
-/// The parameters a standalone message is compressed with: no context takeover either way, so
-/// that it inflates on its own.
-const STANDALONE: DeflateParams = DeflateParams {
-    server_no_context_takeover: true,
-    client_no_context_takeover: true,
-    server_max_window_bits: 15,
-    client_max_window_bits: 15,
-};
 
 impl From<&str> for Message {
     fn from(text: &str) -> Self {

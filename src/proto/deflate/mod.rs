@@ -55,8 +55,9 @@ const MAX_WINDOW_BITS: u8 = 15;
 /// zero-filled before zlib writes to it (no `unsafe` here), so chunks stay moderate.
 const MAX_CHUNK: usize = 256 * 1024;
 
-/// Parameters of a standalone message: no context on either side, full windows.
-const STANDALONE: DeflateParams = DeflateParams {
+/// Parameters of a standalone message (the seed's `Message` with `compress` set): no context
+/// takeover on either side and full windows, so that every message inflates on its own.
+pub const STANDALONE: DeflateParams = DeflateParams {
     server_no_context_takeover: true,
     client_no_context_takeover: true,
     server_max_window_bits: MAX_WINDOW_BITS,
