@@ -351,6 +351,11 @@ impl Protocol {
         }
     }
 
+    /// Bytes queued and not taken with [`Protocol::take_output`] yet.
+    pub fn output_len(&self) -> usize {
+        self.output.len()
+    }
+
     /// Bytes queued for sending that the transport has not accepted yet (the browser's
     /// `bufferedAmount`): the output plus what was taken and is still being written.
     pub fn buffered(&self) -> usize {

@@ -119,9 +119,11 @@ impl Inner {
         self.driver.wake();
     }
 
-    /// Bytes queued and not yet accepted by the transport.
+    /// Bytes queued and not yet accepted by the transport: the core's output plus what the
+    /// writer holds (counted here from the writer itself; the core's own count of it lags until
+    /// the driver reports, and adding both would count those bytes twice).
     fn buffered(&self, sh: &Shared) -> usize {
-        sh.proto.buffered() + self.unwritten.load(Ordering::Acquire)
+        sh.proto.output_len() + self.unwritten.load(Ordering::Acquire)
     }
 
     /// After a frame was queued: writes it at once when that is cheap (no received message left
@@ -367,11 +369,10 @@ impl Socket {
     /// while the write buffer is over its limit (and `wait`), `None` to go ahead.
     fn admit(&self, sh: &mut Shared, cx: &Context<'_>, wait: bool) -> Option<Poll<Result<()>>> {
         if !sh.proto.can_send() {
-            let state = sh.proto.state().max(ReadyState::Closing);
-            let state = if sh.proto.state() == ReadyState::Connecting {
-                ReadyState::Connecting
-            } else {
-                state
+            // Still OPEN but our CLOSE is out: report CLOSING, as `ready_state` soon will.
+            let state = match sh.proto.state() {
+                ReadyState::Open => ReadyState::Closing,
+                other => other,
             };
             return Some(Poll::Ready(Err(Error::NotOpen(state))));
         }
