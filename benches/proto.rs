@@ -256,8 +256,8 @@ fn bench_decode(c: &mut Criterion) {
                 let mut d = Decoder::new(MaskPolicy::Require, Limits::default());
                 let mut n = 0usize;
                 while let Some(item) = d.decode(&mut buf).expect("valid frames") {
-                    if let Incoming::Message { payload, .. } = item {
-                        n += payload.len();
+                    if let Incoming::Message(m) = item {
+                        n += m.payload.len();
                     }
                 }
                 assert_eq!(n, FRAMES * 16);
@@ -277,7 +277,7 @@ fn bench_decode(c: &mut Criterion) {
             |mut buf| {
                 let mut d = Decoder::new(MaskPolicy::Require, Limits::default());
                 match d.decode(&mut buf).expect("valid frame") {
-                    Some(Incoming::Message { payload, .. }) => payload.len(),
+                    Some(Incoming::Message(m)) => m.payload.len(),
                     other => panic!("{other:?}"),
                 }
             },

@@ -12,7 +12,7 @@ use crate::proto::deflate::{Deflater, Inflater, STANDALONE};
 use crate::proto::frame::FrameHeader;
 use crate::proto::{
     CloseCode, CloseFrame, Compression, Decoder, Encoder, Incoming, Limits, OpCode, ProtocolError,
-    Role, SendError,
+    Received, Role, SendError,
 };
 
 /// One WebSocket message (the seed's `ws.Message`).
@@ -114,7 +114,12 @@ impl Message {
         }
     }
 
-    pub(crate) fn received(
+    /// A message as the protocol core received it, reporting what arrived.
+    pub(crate) fn from_received(m: Received, max_size: usize) -> Self {
+        Message::received(m.opcode, m.payload, m.compressed, m.masked, max_size)
+    }
+
+    fn received(
         kind: OpCode,
         body: Bytes,
         compressed: bool,
@@ -265,12 +270,7 @@ impl Message {
 
     fn from_incoming(item: Incoming, max_size: usize) -> Message {
         match item {
-            Incoming::Message {
-                opcode,
-                payload,
-                compressed,
-                masked,
-            } => Message::received(opcode, payload, compressed, masked, max_size),
+            Incoming::Message(m) => Message::from_received(m, max_size),
             Incoming::Ping { payload, masked } => {
                 Message::received(OpCode::Ping, payload, false, masked, max_size)
             }

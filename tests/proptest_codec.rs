@@ -7,7 +7,9 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use wsx::proto::codec::write_frame;
 use wsx::proto::utf8::Utf8Validator;
-use wsx::proto::{Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode, ProtocolError};
+use wsx::proto::{
+    Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode, ProtocolError, Received,
+};
 use wsx::Message;
 
 // ------------------------------------------------------------------------------------------
@@ -235,12 +237,12 @@ fn check_fragmented(case: &Fragmented) -> Result<(), TestCaseError> {
         );
     }
     match items.last() {
-        Some(Incoming::Message {
+        Some(Incoming::Message(Received {
             opcode: got_opcode,
             payload: got,
             compressed,
             masked,
-        }) => {
+        })) => {
             prop_assert_eq!(*got_opcode, opcode);
             prop_assert!(
                 got[..] == payload[..],
@@ -499,7 +501,9 @@ proptest! {
         let _ = decoder.decode_eof();
         for item in &chunked.0 {
             match item {
-                Incoming::Message { opcode, payload, .. } => {
+                Incoming::Message(Received {
+                    opcode, payload, ..
+                }) => {
                     prop_assert!(opcode.is_data());
                     prop_assert!(payload.len() <= limits.max_message_size);
                     if *opcode == OpCode::Text {

@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use wsx::proto::{Decoder, Incoming, Limits, MaskPolicy, OpCode, ProtocolError, Role};
+use wsx::proto::{Decoder, Incoming, Limits, MaskPolicy, OpCode, ProtocolError, Received, Role};
 
 #[path = "common.rs"]
 mod common;
@@ -65,9 +65,9 @@ fn run(cfg: &[u8; 3], pieces: &[&[u8]]) -> (Vec<Incoming>, Option<ProtocolError>
 
 fn check_item(item: &Incoming, limits: &Limits) {
     match item {
-        Incoming::Message {
+        Incoming::Message(Received {
             opcode, payload, ..
-        } => {
+        }) => {
             assert!(opcode.is_data(), "message with opcode {opcode:?}");
             assert!(
                 payload.len() <= limits.max_message_size,

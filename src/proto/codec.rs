@@ -68,20 +68,24 @@ pub enum MaskPolicy {
     Any,
 }
 
+/// A whole data message as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// [`OpCode::Text`] or [`OpCode::Binary`].
+    pub opcode: OpCode,
+    /// The payload (reassembled, unmasked, inflated, UTF-8 checked for text).
+    pub payload: Bytes,
+    /// Whether it was compressed on the wire.
+    pub compressed: bool,
+    /// Whether its frames were masked.
+    pub masked: bool,
+}
+
 /// One decoded item: a whole data message or a control frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Incoming {
     /// A whole TEXT or BINARY message (reassembled, unmasked, inflated, UTF-8 checked).
-    Message {
-        /// [`OpCode::Text`] or [`OpCode::Binary`].
-        opcode: OpCode,
-        /// The payload.
-        payload: Bytes,
-        /// Whether it was compressed on the wire (RSV1 on its first frame).
-        compressed: bool,
-        /// Whether its frames were masked.
-        masked: bool,
-    },
+    Message(Received),
     /// A PING.
     Ping {
         /// Its payload.
@@ -352,12 +356,12 @@ impl Decoder {
                 if h.opcode == OpCode::Text {
                     self.utf8.finish()?;
                 }
-                return Ok(Some(Incoming::Message {
+                return Ok(Some(Incoming::Message(Received {
                     opcode: h.opcode,
                     payload: payload.freeze(),
                     compressed: false,
                     masked,
-                }));
+                })));
             }
             self.assembly = Some(Assembly {
                 opcode: h.opcode,
@@ -398,12 +402,12 @@ impl Decoder {
         let Some(asm) = self.assembly.take() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        Ok(Some(Incoming::Message {
+        Ok(Some(Incoming::Message(Received {
             opcode: asm.opcode,
             payload: asm.buf.freeze(),
             compressed: asm.compressed,
             masked: asm.masked,
-        }))
+        })))
     }
 
     /// At end of input: an error if a frame or message was cut off.
@@ -702,12 +706,12 @@ mod tests {
     }
 
     fn text(payload: &str) -> Incoming {
-        Incoming::Message {
+        Incoming::Message(Received {
             opcode: OpCode::Text,
             payload: Bytes::copy_from_slice(payload.as_bytes()),
             compressed: false,
             masked: false,
-        }
+        })
     }
 
     #[test]
@@ -722,9 +726,9 @@ mod tests {
             0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
         ];
         match decode_one(&mut server(), &bytes).unwrap().unwrap() {
-            Incoming::Message {
+            Incoming::Message(Received {
                 payload, masked, ..
-            } => {
+            }) => {
                 assert_eq!(&payload[..], b"Hello");
                 assert!(masked);
             }
@@ -788,7 +792,9 @@ mod tests {
             "a control frame reports its mask like a message does"
         );
         match &got[1] {
-            Incoming::Message { payload, .. } => assert_eq!(&payload[..], "héllo wörld".as_bytes()),
+            Incoming::Message(Received { payload, .. }) => {
+                assert_eq!(&payload[..], "héllo wörld".as_bytes())
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -930,7 +936,9 @@ mod tests {
         let mut buf = BytesMut::from(&frame(OpCode::Binary, true, 0, None, &[7; 4096])[..]);
         let start = buf[4..].as_ptr() as usize;
         match d.decode(&mut buf).unwrap().unwrap() {
-            Incoming::Message { payload, .. } => assert_eq!(payload.as_ptr() as usize, start),
+            Incoming::Message(Received { payload, .. }) => {
+                assert_eq!(payload.as_ptr() as usize, start)
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -31,10 +31,10 @@ pub mod state;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
+pub use codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output, Received};
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, OpCode};
-pub use protocol::{CloseEvent, Config, ErrorEvent, Event, Protocol, ReadyState, Received};
+pub use protocol::{CloseEvent, Config, ErrorEvent, Event, Protocol, ReadyState};
 
 /// Which end of the connection this is: it decides who masks (the client) and which
 /// permessage-deflate parameters apply to our compressor and decompressor.

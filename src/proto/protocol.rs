@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame};
+use super::codec::Received;
 use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
 use super::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater};
 use super::error::{ProtocolError, SendError};
@@ -82,19 +83,6 @@ impl Default for Config {
             recv_buffer_limit: 4 << 20,
         }
     }
-}
-
-/// A whole data message as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// [`OpCode::Text`] or [`OpCode::Binary`].
-    pub opcode: OpCode,
-    /// The payload (reassembled, unmasked, inflated, UTF-8 checked for text).
-    pub payload: Bytes,
-    /// Whether it was compressed on the wire.
-    pub compressed: bool,
-    /// Whether its frames were masked.
-    pub masked: bool,
 }
 
 /// The `error` event: why the connection failed, with the close code the failure maps to.
@@ -414,22 +402,12 @@ impl Protocol {
                 }
             };
             match item {
-                Incoming::Message {
-                    opcode,
-                    payload,
-                    compressed,
-                    masked,
-                } => {
+                Incoming::Message(msg) => {
                     if self.abandoned {
                         continue;
                     }
-                    self.queue_bytes += payload.len();
-                    self.queue.push_back(Received {
-                        opcode,
-                        payload,
-                        compressed,
-                        masked,
-                    });
+                    self.queue_bytes += msg.payload.len();
+                    self.queue.push_back(msg);
                     queued += 1;
                 }
                 Incoming::Ping { payload, .. } => {

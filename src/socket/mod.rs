@@ -605,13 +605,7 @@ fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Re
         inner.notify_driver();
     }
     if let Some(m) = got {
-        return Poll::Ready(Ok(Message::received(
-            m.opcode,
-            m.payload,
-            m.compressed,
-            m.masked,
-            inner.config.max_payload,
-        )));
+        return Poll::Ready(Ok(Message::from_received(m, inner.config.max_payload)));
     }
     if let Some(closed) = sh.proto.close_event() {
         return Poll::Ready(Err(match sh.proto.error() {
