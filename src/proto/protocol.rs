@@ -159,8 +159,6 @@ pub struct Protocol {
     awaiting: bool,
     /// Nobody will take messages any more: they are dropped as they come.
     abandoned: bool,
-    /// Nothing more is decoded (after a protocol error, the peer's CLOSE, or EOF).
-    input_done: bool,
     close_sent: bool,
     close_received: bool,
     failed: bool,
@@ -205,7 +203,6 @@ impl Protocol {
             // Before taking any message the application is answering none.
             awaiting: true,
             abandoned: false,
-            input_done: false,
             close_sent: false,
             close_received: false,
             failed: false,
@@ -361,12 +358,18 @@ impl Protocol {
             || self.queue_bytes >= self.config.recv_buffer_limit
     }
 
+    /// Whether nothing more is decoded: after a protocol error (acted on or waiting), the
+    /// peer's CLOSE, or EOF.
+    fn input_done(&self) -> bool {
+        self.failed || self.close_received || self.eof || self.end.is_some()
+    }
+
     /// Whether the transport should be read now: not once it reached EOF or closed, and not
     /// while the receive queue is full (call [`Protocol::receive_data`] again with what is
     /// left in the buffer once [`Protocol::poll_event`] made room).
     pub fn wants_read(&self) -> bool {
         // Once nothing more is decoded, reading only drops bytes until the peer's EOF.
-        !self.eof && self.state != ReadyState::Closed && (self.input_done || !self.queue_full())
+        !self.eof && self.state != ReadyState::Closed && (self.input_done() || !self.queue_full())
     }
 
     /// How many more bytes the read buffer `buf` needs before decoding can make progress (a
@@ -384,7 +387,7 @@ impl Protocol {
         if let Some(k) = self.keepalive.as_mut() {
             k.heard = now;
         }
-        if self.input_done || self.state == ReadyState::Closed {
+        if self.input_done() || self.state == ReadyState::Closed {
             // Nothing may follow the peer's CLOSE; after a failure the rest is read and dropped.
             buf.clear();
             return 0;
@@ -395,7 +398,6 @@ impl Protocol {
                 Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(err) => {
-                    self.input_done = true;
                     buf.clear();
                     self.end_input(End::Failure(err), now);
                     break;
@@ -424,7 +426,6 @@ impl Protocol {
                 Incoming::Pong { .. } => {}
                 Incoming::Close { frame, .. } => {
                     self.close_received = true;
-                    self.input_done = true;
                     buf.clear();
                     if !self.failed {
                         self.outcome = Some(Box::new(CloseEvent {
@@ -516,7 +517,6 @@ impl Protocol {
             self.mark_close_sent(now);
         }
         self.failed = true;
-        self.input_done = true;
         self.set_error(code, reason);
         self.outcome = Some(Box::new(CloseEvent {
             code,
@@ -615,7 +615,6 @@ impl Protocol {
             return;
         }
         self.eof = true;
-        self.input_done = true;
         if let Some(end) = self.end.take() {
             self.apply_end(*end, now);
         }
