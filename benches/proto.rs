@@ -4,7 +4,7 @@
 //! `cargo bench --bench proto -- --warm-up-time 1 --measurement-time 3`
 //!
 //! The `mask_variants` group times alternative masking loops kept here as private functions, to
-//! compare with `wsx::proto::mask::apply_mask` on the same machine; they are checked against the
+//! compare with `wsx::proto::apply_mask` on the same machine; they are checked against the
 //! byte-at-a-time reference before timing.
 #![forbid(unsafe_code)]
 
@@ -12,10 +12,10 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use wsx::proto::codec::write_frame;
-use wsx::proto::mask::{apply_mask, apply_mask_reference};
-use wsx::proto::utf8::Utf8Validator;
-use wsx::proto::{Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode};
+use wsx::proto::{
+    apply_mask, apply_mask_reference, write_frame, Decoder, FrameHeader, Incoming, Limits,
+    MaskPolicy, OpCode, Utf8Validator,
+};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const SIZES: [(usize, &str); 4] = [

@@ -47,7 +47,7 @@ async fn main() -> std::io::Result<()> {
                 for (other_id, other) in others {
                     // Never wait on one member: one whose write buffer is full is dropped.
                     if !matches!(other.try_send_prepared(&prepared), Ok(true)) {
-                        let _ = other.start_close_with(CloseCode::TRY_AGAIN_LATER, "too slow");
+                        other.close(CloseCode::TRY_AGAIN_LATER, "too slow");
                         members.lock().unwrap().remove(&other_id);
                     }
                 }

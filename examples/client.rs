@@ -5,7 +5,7 @@
 //! cargo run --example client -- ws://127.0.0.1:9001/ hello world
 //! ```
 
-use wsx::{ConnectOptions, Socket};
+use wsx::{CloseCode, ConnectOptions, Socket};
 
 #[tokio::main]
 async fn main() -> wsx::Result<()> {
@@ -24,7 +24,7 @@ async fn main() -> wsx::Result<()> {
         let reply = socket.recv().await?;
         println!("< {}", reply.as_text().unwrap_or("(binary)"));
     }
-    socket.close(1000, "bye").await?;
-    println!("closed: {:?}", socket.closed().await);
+    let closed = socket.close(CloseCode::NORMAL, "bye").await;
+    println!("closed: {closed:?}");
     Ok(())
 }

@@ -9,7 +9,7 @@
 
 use axum::Router;
 use serde_json::{json, Value};
-use wsx::{AcceptOptions, ConnectOptions, Handler, Message, Socket};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, Handler, Message, Socket};
 
 async fn calculate(req: Message) -> Result<Message, String> {
     let v: Value = serde_json::from_slice(req.body()).map_err(|e| format!("bad JSON: {e}"))?;
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let reply = socket.recv().await?;
             println!("{url}: {req} -> {}", reply.as_text().unwrap_or_default());
         }
-        socket.close(1000, "").await?;
+        socket.close(CloseCode::NORMAL, "").await;
     }
     let stats = handler.stats().snapshot();
     println!("stats: {stats:?}");

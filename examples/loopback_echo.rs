@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use wsx::{AcceptOptions, ConnectOptions, Socket};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, Socket};
 
 #[tokio::main]
 async fn main() -> wsx::Result<()> {
@@ -53,6 +53,6 @@ async fn main() -> wsx::Result<()> {
         count as f64 / secs,
         (count * size) as f64 / secs / (1 << 20) as f64
     );
-    socket.close(1000, "").await?;
+    socket.close(CloseCode::NORMAL, "").await;
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! [`connect`]: the seed's `ws.connect(url, origin)`: the client side of the opening handshake
 //! over `ws://` (TCP) or `wss://` (TLS), returning the handshaken byte stream.
 
+#[cfg(feature = "rustls")]
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::HeaderMap;
 use tokio::net::TcpStream;
+#[cfg(feature = "rustls")]
 use tokio_rustls::rustls::ClientConfig;
 use url::Url;
 
@@ -18,7 +20,7 @@ use crate::proto::Role;
 use crate::socket::{Negotiated, Socket, SocketConfig};
 use crate::transport::{Transport, WsStream};
 
-/// Client settings for [`connect_with`] and [`crate::Socket::connect`].
+/// Client settings for [`crate::Socket::open`] and [`crate::Socket::connect`] (and the lower-level [`handshake()`]).
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
     /// Subprotocols to offer, in order of preference.
@@ -29,7 +31,10 @@ pub struct ConnectOptions {
     pub headers: HeaderMap,
     /// permessage-deflate to offer (`None`: no compression). On by default.
     pub deflate: Option<DeflateConfig>,
-    /// The TLS configuration for `wss://` (default: the bundled web PKI roots).
+    /// The TLS configuration for `wss://` (default: the bundled web PKI roots with feature
+    /// `webpki-roots`, else the platform's with `native-roots`).
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub tls: Option<Arc<ClientConfig>>,
     /// The TCP (and TLS) connect timeout. Default 10 s.
     pub connect_timeout: Duration,
@@ -47,7 +52,8 @@ impl Default for ConnectOptions {
             protocols: Vec::new(),
             origin: None,
             headers: HeaderMap::new(),
-            deflate: Some(DeflateConfig::default()),
+            deflate: crate::proto::deflate::AVAILABLE.then(DeflateConfig::default),
+            #[cfg(feature = "rustls")]
             tls: None,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
@@ -77,6 +83,8 @@ impl ConnectOptions {
     }
 
     /// Sets the TLS configuration.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn tls(mut self, config: Arc<ClientConfig>) -> Self {
         self.tls = Some(config);
         self
@@ -100,7 +108,7 @@ pub struct Connected {
 
 /// Opens a WebSocket connection to `url` (`ws://` or `wss://`) with `origin` ("" for none) and
 /// returns the handshaken stream, as the seed's `ws.connect`. It offers no subprotocol and no
-/// compression; use [`connect_with`] or [`crate::Socket::open`] for more.
+/// compression; use [`crate::Socket::open`] for more.
 ///
 /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
 pub async fn connect(url: &str, origin: &str) -> Result<WsStream> {
@@ -108,7 +116,7 @@ pub async fn connect(url: &str, origin: &str) -> Result<WsStream> {
     if !origin.is_empty() {
         options.origin = Some(origin.to_owned());
     }
-    Ok(connect_with(url, &options).await?.stream)
+    Ok(handshake(url, &options).await?.stream)
 }
 
 struct Target {
@@ -153,7 +161,7 @@ fn parse_target(url: &str) -> Result<Target> {
 /// http/1.1), then the opening handshake, each under its timeout.
 ///
 /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
-pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connected> {
+pub async fn handshake(url: &str, options: &ConnectOptions) -> Result<Connected> {
     let target = parse_target(url)?;
     let timeout = options.connect_timeout;
     let tcp = tokio::time::timeout(
@@ -167,23 +175,7 @@ pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connect
     })??;
     tcp.set_nodelay(true)?;
     let inner = if target.tls {
-        let config = match &options.tls {
-            Some(c) => c.clone(),
-            None => crate::tls::client_config_webpki()?,
-        };
-        let name = rustls_pki_types::ServerName::try_from(target.host.clone())
-            .map_err(|e| Error::Tls(format!("invalid server name {}: {e}", target.host)))?;
-        let tls = tokio::time::timeout(
-            timeout,
-            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            what: "TLS handshake",
-            after: timeout,
-        })?
-        .map_err(|e| Error::Tls(e.to_string()))?;
-        Transport::ClientTls(Box::new(tls))
+        tls_connect(tcp, &target, options, timeout).await?
     } else {
         Transport::Tcp(tcp)
     };
@@ -195,6 +187,59 @@ pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Connect
             what: "opening handshake",
             after: hs_timeout,
         })?
+}
+
+/// TLS over `tcp` for a `wss://` target (SNI, ALPN http/1.1), within `timeout`.
+#[cfg(feature = "rustls")]
+async fn tls_connect(
+    tcp: TcpStream,
+    target: &Target,
+    options: &ConnectOptions,
+    timeout: Duration,
+) -> Result<Transport> {
+    let config = match &options.tls {
+        Some(c) => c.clone(),
+        None => default_tls()?,
+    };
+    let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| Error::Tls(format!("invalid server name {}: {e}", target.host)))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        what: "TLS handshake",
+        after: timeout,
+    })?
+    .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Transport::ClientTls(Box::new(tls)))
+}
+
+/// The roots a `wss://` client trusts when given no TLS configuration.
+#[cfg(feature = "rustls")]
+fn default_tls() -> Result<Arc<ClientConfig>> {
+    #[cfg(feature = "webpki-roots")]
+    return crate::tls::client_config_webpki();
+    #[cfg(all(not(feature = "webpki-roots"), feature = "native-roots"))]
+    return crate::tls::client_config_native();
+    #[cfg(not(any(feature = "webpki-roots", feature = "native-roots")))]
+    return Err(Error::Tls(
+        "no root certificates: build with feature `webpki-roots` or `native-roots`, or set ConnectOptions::tls".into(),
+    ));
+}
+
+/// Without TLS support, a `wss://` URL is refused with what to enable.
+#[cfg(not(feature = "rustls"))]
+async fn tls_connect(
+    _tcp: TcpStream,
+    _target: &Target,
+    _options: &ConnectOptions,
+    _timeout: Duration,
+) -> Result<Transport> {
+    Err(Error::Tls(
+        "wss:// needs TLS: build wsx with feature `rustls`".into(),
+    ))
 }
 
 async fn client_handshake(
@@ -214,7 +259,11 @@ async fn client_handshake(
         key: key.clone(),
         origin: options.origin.clone(),
         protocols: options.protocols.clone(),
-        extensions: options.deflate.as_ref().map(DeflateConfig::client_offer),
+        extensions: options
+            .deflate
+            .as_ref()
+            .filter(|_| crate::proto::deflate::AVAILABLE)
+            .map(DeflateConfig::client_offer),
         headers: options.headers.clone(),
     };
     request.validate()?;
@@ -260,7 +309,7 @@ impl Socket {
         let task_socket = socket.clone();
         let url = url.to_owned();
         tokio::spawn(async move {
-            match connect_with(&url, &options).await {
+            match handshake(&url, &options).await {
                 Ok(conn) => {
                     let negotiated = negotiated(&conn, &options);
                     task_socket.start(conn.stream, negotiated);
@@ -276,7 +325,7 @@ impl Socket {
     ///
     /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
     pub async fn open(url: &str, options: ConnectOptions) -> Result<Socket> {
-        let conn = connect_with(url, &options).await?;
+        let conn = handshake(url, &options).await?;
         let origin = options.origin.clone().unwrap_or_default();
         let negotiated = negotiated(&conn, &options);
         Ok(Socket::from_stream(

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::proto::close::{ABNORMAL, TLS_FAILED};
 use crate::proto::deflate::NegotiationError;
 use crate::proto::handshake::HandshakeError;
 use crate::proto::{CloseCode, ProtocolError, ReadyState, SendError};
@@ -39,9 +40,6 @@ pub enum Error {
         /// The timeout in force.
         after: Duration,
     },
-    /// `close()` was called with a code an application may not use (only 1000 and 3000-4999).
-    #[error("close code {0} is not allowed: use 1000 or a code in 3000-4999")]
-    InvalidCloseCode(u16),
     /// A message was sent while the socket is not OPEN.
     #[error("cannot send: the socket is {0}")]
     NotOpen(ReadyState),
@@ -52,7 +50,7 @@ pub enum Error {
     #[error("connection closed with code {code}{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
     Closed {
         /// The close code (1006 when there was no close handshake).
-        code: CloseCode,
+        code: u16,
         /// The close reason.
         reason: String,
     },
@@ -62,24 +60,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// The close code this error stands for: the protocol error's code, 1002 for a failed
-    /// handshake or connection attempt (as SPEC §2 asks), 1006 for a lost transport.
-    pub fn close_code(&self) -> CloseCode {
-        match self {
+    /// The close status this error stands for: the protocol error's code, 1002 for a failed
+    /// handshake or connection attempt (as SPEC §2 asks), 1006 for a lost transport or input
+    /// that ended mid-message, 1015 for TLS.
+    pub fn close_code(&self) -> u16 {
+        let code = match self {
+            Error::Protocol(ProtocolError::Truncated) => return ABNORMAL,
             Error::Protocol(e) => e.close_code(),
-            Error::Closed { code, .. } => *code,
-            Error::Io(_) => CloseCode::ABNORMAL,
-            Error::Timeout { .. } => CloseCode::ABNORMAL,
-            Error::InvalidCloseCode(_) | Error::NotOpen(_) => CloseCode::NORMAL,
+            Error::Closed { code, .. } => return *code,
+            Error::Io(_) | Error::Timeout { .. } => return ABNORMAL,
+            Error::Tls(_) => return TLS_FAILED,
+            Error::NotOpen(_) => CloseCode::NORMAL,
             Error::Send(SendError::Compress(_)) => CloseCode::INTERNAL_ERROR,
             Error::Send(_) => CloseCode::NORMAL,
-            Error::Tls(_) => CloseCode::TLS_HANDSHAKE,
             Error::Handshake(_)
             | Error::Negotiation(_)
             | Error::UnknownProtocol(_)
             | Error::InvalidUrl(_)
             | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR,
-        }
+        };
+        code.as_u16()
     }
 }
 

@@ -16,6 +16,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use crate::message::Message;
 use crate::proto::{CloseCode, OpCode};
 use crate::socket::Socket;
+#[cfg(feature = "hyper")]
 use crate::upgrade::{upgrade, AcceptOptions, Upgrade};
 
 /// The error an inner handler may return.
@@ -171,6 +172,8 @@ impl Handler {
 
     /// The upgrade service serving each accepted connection with this handler (for hyper or
     /// axum). Its socket size limit is the handler's `max_size`.
+    #[cfg(feature = "hyper")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
     pub fn upgrade(
         &self,
     ) -> Upgrade<
@@ -183,6 +186,7 @@ impl Handler {
             .options(options)
     }
 
+    #[cfg(feature = "hyper")]
     async fn serve_owned(self, socket: Socket) {
         self.serve(&socket).await;
     }
@@ -234,7 +238,8 @@ impl Handler {
                         continue;
                     }
                     if msg.len() > self.max_size {
-                        socket.close_internal(CloseCode::MESSAGE_TOO_BIG, "request too large");
+                        // (The close goes on without waiting for it.)
+                        socket.close(CloseCode::MESSAGE_TOO_BIG, "request too large");
                         break;
                     }
                     self.stats.total.fetch_add(1, Ordering::Relaxed);

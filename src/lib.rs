@@ -3,12 +3,33 @@
 //! WebSocket for Rust (RFC 6455, with RFC 7692 permessage-deflate): the `ws` module of the fibjs
 //! runtime, done in Rust. A sans-I/O protocol core ([`proto`]) under a tokio layer.
 //!
+//! ## One way to do each thing
+//!
+//! | to | use |
+//! |---|---|
+//! | connect and wait until open | [`Socket::open(url, ConnectOptions)`](Socket::open) |
+//! | connect in the background (the browser's `new WebSocket(url)`) | [`Socket::connect(url, ConnectOptions)`](Socket::connect) |
+//! | get a handshaken byte stream (the seed's `ws.connect`) | [`connect(url, origin)`](connect()) |
+//! | accept in hyper or any tower stack | [`upgrade(accept)`](upgrade()), a `tower::Service` |
+//! | accept in an axum handler, next to its extractors | `wsx::axum::WebSocketUpgrade` (feature `axum`) |
+//! | accept on a raw TCP or TLS stream | [`accept(stream, &AcceptOptions)`](accept()) |
+//! | send (waiting while the write buffer is full) | [`Socket::send`] |
+//! | send without ever waiting | [`Socket::try_send`] |
+//! | send one frame to many sockets | [`PreparedMessage`] with [`Socket::send_prepared`] / [`Socket::try_send_prepared`] |
+//! | ping | [`Socket::ping`] |
+//! | close (and, if you like, wait for the end) | [`Socket::close(CloseCode, reason)`](Socket::close) |
+//! | receive | [`Socket::recv`], the `Stream` half of [`Socket::split`], or callbacks ([`Socket::on_message`], ...) |
+//! | read or write one message on any byte stream | [`MessageCodec`] |
+//! | build your own handshake or connection loop | [`proto`] (sans-I/O), [`client`], [`server`] |
+//!
+//! ## Where each seed item lives
+//!
 //! | seed item | here | file |
 //! |---|---|---|
-//! | `ws.Message` | [`Message`] | `src/message.rs` |
+//! | `ws.Message` | [`Message`] (the value); `readFrom`, `sendTo`, `masked`, `maxSize`: [`MessageCodec`] | `src/message.rs` |
 //! | `ws.Handler` | [`Handler`] | `src/handler.rs` |
 //! | `ws.Socket` | [`Socket`] | `src/socket/mod.rs` (its driver, callbacks and halves beside it) |
-//! | `ws.connect(url, origin)` | [`connect()`], [`connect_with`], [`Socket::open`] | `src/connect.rs` |
+//! | `ws.connect(url, origin)` | [`connect()`]; sockets: [`Socket::open`], [`Socket::connect`] | `src/connect.rs` |
 //! | `ws.upgrade(accept)` | [`upgrade()`] (a `tower::Service` for hyper/axum), [`accept`] | `src/upgrade.rs` |
 //! | `CONTINUE` … `PONG` | [`OpCode`], [`constants`] | `src/proto/opcode.rs`, `src/constants.rs` |
 //! | `CONNECTING` … `CLOSED` | [`ReadyState`], [`constants`] | `src/proto/state.rs`, `src/constants.rs` |
@@ -16,7 +37,7 @@
 //! ## Example: an echo server and a client
 //!
 //! ```
-//! use wsx::{AcceptOptions, ConnectOptions, Socket};
+//! use wsx::{AcceptOptions, CloseCode, ConnectOptions, Socket};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> wsx::Result<()> {
@@ -43,39 +64,63 @@
 //! socket.send("hello").await?;
 //! let reply = socket.recv().await?;
 //! assert_eq!(reply.as_text(), Some("hello"));
-//! socket.close(1000, "done").await?;
+//! let closed = socket.close(CloseCode::NORMAL, "done").await;
+//! assert!(closed.clean);
 //! assert_eq!(socket.ready_state(), wsx::ReadyState::Closed);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! The same socket also works with callbacks ([`Socket::on_message`], [`Socket::on_close`], ...)
-//! and as a `Stream`/`Sink` pair ([`Socket::split`]). With axum, route the upgrade service:
+//! With axum, either take the upgrade as an extractor (feature `axum`) or route the service:
 //! `Router::new().route_service("/ws", wsx::upgrade(|socket, _parts| async move { ... }))`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod connect;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
+mod connect;
 pub mod constants;
-pub mod error;
-pub mod handler;
+mod error;
+mod handler;
 mod http_io;
-pub mod message;
+mod message;
 pub mod proto;
-pub mod socket;
+mod socket;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
-pub mod transport;
-pub mod upgrade;
+mod transport;
+mod upgrade;
 
-pub use connect::{connect, connect_with, ConnectOptions, Connected};
+pub use connect::{connect, ConnectOptions};
 pub use error::{Error, Result};
-pub use handler::{Handler, HandlerStats, StatsSnapshot};
-pub use message::Message;
+pub use handler::{BoxError, Handler, HandlerServe, HandlerStats, StatsSnapshot};
+pub use message::{DecodedMessage, Message, MessageCodec};
 pub use proto::deflate::DeflateConfig;
+pub use proto::handshake::HandshakeLimits;
 pub use proto::{CloseCode, OpCode, ReadyState, Role};
 pub use socket::{
-    CloseEvent, ErrorEvent, PreparedMessage, Socket, SocketConfig, SocketReader, SocketWriter,
-    WeakSocket,
+    CloseEvent, Closing, ErrorEvent, Negotiated, PreparedMessage, Socket, SocketConfig,
+    SocketReader, SocketWriter, WeakSocket,
 };
-pub use transport::WsStream;
-pub use upgrade::{accept, upgrade, AcceptOptions, Upgrade};
+pub use transport::{AnyIo, Transport, WsStream};
+pub use upgrade::{accept, AcceptOptions, OriginCheck};
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub use upgrade::{upgrade, Upgrade};
+
+/// The client handshake on its own, for programs that frame bytes themselves (a load generator,
+/// a proxy): connect, handshake, and get the stream with what was negotiated. Everyone else
+/// uses [`Socket::open`] or [`Socket::connect`].
+pub mod client {
+    pub use crate::connect::{handshake, Connected};
+}
+
+/// The server handshake in two steps, for servers that answer plain HTTP and WebSocket upgrades
+/// on one port: read the request head, look at it, then finish the upgrade (or answer it
+/// yourself). Everyone else uses [`upgrade`](crate::upgrade()) or [`accept`](crate::accept()).
+pub mod server {
+    pub use crate::upgrade::{accept_request, read_request};
+}

@@ -1,5 +1,8 @@
-//! [`Message`]: the seed's `ws.Message` (fibjs `WebSocketMessage`): one WebSocket message, with
-//! its type, masking, compression and size limit, readable from and writable to any byte stream.
+//! The seed's `ws.Message` (fibjs `WebSocketMessage`), in two parts:
+//! - [`Message`]: one WebSocket message as a plain value (type, body, compress flag), what a
+//!   [`crate::Socket`] sends and receives;
+//! - [`MessageCodec`]: the seed's `readFrom`/`sendTo` with its `masked` and `maxSize`: reads and
+//!   writes one message on any byte stream (or buffer), with no connection around it.
 
 use std::fmt;
 
@@ -8,24 +11,23 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 use crate::proto::codec::{MaskPolicy, DEFAULT_MAX_MESSAGE_SIZE};
+#[cfg(feature = "deflate")]
 use crate::proto::deflate::{Deflater, Inflater, STANDALONE};
-use crate::proto::frame::FrameHeader;
+use crate::proto::frame::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::proto::{
     CloseCode, CloseFrame, Compression, Decoder, Encoder, Incoming, Limits, OpCode, ProtocolError,
-    Received, Role, SendError,
+    Received, SendError,
 };
 
-/// One WebSocket message (the seed's `ws.Message`).
+/// One WebSocket message (the seed's `ws.Message` as a value): its type, body and compress
+/// flag.
 ///
-/// Defaults, as the seed's: type BINARY, `masked` true, `compress` false, `max_size` 64 MiB,
-/// empty body. A message received by a [`crate::Socket`] reports what arrived: its type,
-/// whether it was masked and whether it was compressed.
+/// Defaults, as the seed's: type BINARY, `compress` unset (the socket decides), empty body. A
+/// message received by a [`crate::Socket`] reports its type and whether it arrived compressed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     kind: OpCode,
-    masked: bool,
     compress: Option<bool>,
-    max_size: usize,
     body: Bytes,
 }
 
@@ -33,9 +35,7 @@ impl Default for Message {
     fn default() -> Self {
         Message {
             kind: OpCode::Binary,
-            masked: true,
             compress: None,
-            max_size: DEFAULT_MAX_MESSAGE_SIZE,
             body: Bytes::new(),
         }
     }
@@ -45,7 +45,6 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Message");
         d.field("type", &self.kind)
-            .field("masked", &self.masked)
             .field("compress", &self.compress())
             .field("len", &self.body.len());
         if let Some(text) = self.as_text().filter(|t| t.len() <= 64) {
@@ -115,22 +114,14 @@ impl Message {
     }
 
     /// A message as the protocol core received it, reporting what arrived.
-    pub(crate) fn from_received(m: Received, max_size: usize) -> Self {
-        Message::received(m.opcode, m.payload, m.compressed, m.masked, max_size)
+    pub(crate) fn from_received(m: Received) -> Self {
+        Message::received(m.opcode, m.payload, m.compressed)
     }
 
-    fn received(
-        kind: OpCode,
-        body: Bytes,
-        compressed: bool,
-        masked: bool,
-        max_size: usize,
-    ) -> Self {
+    fn received(kind: OpCode, body: Bytes, compressed: bool) -> Self {
         Message {
             kind,
-            masked,
             compress: Some(compressed),
-            max_size,
             body,
         }
     }
@@ -155,23 +146,12 @@ impl Message {
         self.kind == OpCode::Binary
     }
 
-    /// Whether the message is (or was, when read) masked (the seed's `masked`).
-    pub fn masked(&self) -> bool {
-        self.masked
-    }
-
-    /// Sets masking for [`Message::encode`] and [`Message::write_to`]. A [`crate::Socket`]
-    /// masks by its role and ignores this.
-    pub fn set_masked(&mut self, masked: bool) {
-        self.masked = masked;
-    }
-
     /// Whether the message is (or was, when read) compressed (the seed's `compress`).
     pub fn compress(&self) -> bool {
         self.compress.unwrap_or(false)
     }
 
-    /// Sets compression. For [`Message::encode`]: deflate the body and set RSV1. For a
+    /// Sets compression. For [`MessageCodec`]: deflate the body and set RSV1. For a
     /// [`crate::Socket`] with permessage-deflate: `false` sends this message uncompressed,
     /// `true` (or leaving it unset) lets the socket compress it.
     pub fn set_compress(&mut self, compress: bool) {
@@ -186,17 +166,6 @@ impl Message {
 
     pub(crate) fn compress_setting(&self) -> Option<bool> {
         self.compress
-    }
-
-    /// The largest message [`Message::decode`] and [`Message::read_from`] accept (the seed's
-    /// `maxSize`, default 64 MiB).
-    pub fn max_size(&self) -> usize {
-        self.max_size
-    }
-
-    /// Sets the size limit for reading.
-    pub fn set_max_size(&mut self, max: usize) {
-        self.max_size = max;
     }
 
     /// The body (the seed's `body`).
@@ -232,151 +201,6 @@ impl Message {
     /// For a CLOSE message: its code and reason (`None` for an empty CLOSE).
     pub fn close_frame(&self) -> Result<Option<CloseFrame>> {
         Ok(CloseFrame::parse(&self.body)?)
-    }
-
-    /// Encodes the message as one frame: header, mask key when `masked`, the payload (deflated,
-    /// with RSV1, when `compress`; each message compressed on its own, without context
-    /// takeover).
-    pub fn encode_to(&self, dst: &mut BytesMut) -> Result<()> {
-        let mask = self.masked.then(rand::random::<[u8; 4]>);
-        if self.kind.is_control() && self.body.len() > crate::proto::frame::MAX_CONTROL_PAYLOAD {
-            return Err(SendError::ControlTooLong(self.body.len()).into());
-        }
-        if self.kind == OpCode::Continue {
-            return Err(SendError::NotSendable(OpCode::Continue).into());
-        }
-        let mut encoder = Encoder::new();
-        if self.compress() && self.kind.is_data() {
-            // Each message on its own: no context takeover, so any peer can inflate it.
-            let deflater = Deflater::new(STANDALONE, Role::Server, 6, 8);
-            encoder.set_deflater(Some(deflater), 0);
-        }
-        encoder.encode(self.kind, &self.body, Compression::Auto, mask, dst)?;
-        Ok(())
-    }
-
-    /// Encodes the message into a new buffer (see [`Message::encode_to`]).
-    pub fn encode(&self) -> Result<BytesMut> {
-        let mut out = BytesMut::with_capacity(self.body.len() + 14);
-        self.encode_to(&mut out)?;
-        Ok(out)
-    }
-
-    fn decoder(max_size: usize) -> Decoder {
-        let mut decoder = Decoder::new(MaskPolicy::Any, Limits::with_max_size(max_size));
-        decoder.set_inflater(Some(Inflater::new(STANDALONE, Role::Server)));
-        decoder
-    }
-
-    fn from_incoming(item: Incoming, max_size: usize) -> Message {
-        match item {
-            Incoming::Message(m) => Message::from_received(m, max_size),
-            Incoming::Ping { payload, masked } => {
-                Message::received(OpCode::Ping, payload, false, masked, max_size)
-            }
-            Incoming::Pong { payload, masked } => {
-                Message::received(OpCode::Pong, payload, false, masked, max_size)
-            }
-            Incoming::Close { frame, masked } => Message::received(
-                OpCode::Close,
-                frame.map(|f| f.encode()).unwrap_or_default(),
-                false,
-                masked,
-                max_size,
-            ),
-        }
-    }
-
-    /// Decodes one message from the front of `buf` (reassembling fragments, unmasking,
-    /// inflating), consuming exactly its bytes. `Ok(None)`: `buf` holds only part of a message,
-    /// and nothing was consumed. A control frame is returned as a message of its own type; one
-    /// that arrives between the fragments of a message is taken out and returned first, and the
-    /// fragments stay in `buf`.
-    pub fn decode(buf: &mut BytesMut, max_size: usize) -> Result<Option<Message>> {
-        // Walk the headers only: no byte is touched until the whole message is there.
-        let mut pos = 0usize;
-        let mut open = false;
-        loop {
-            let Some((h, header_len)) = FrameHeader::decode(&buf[pos..])? else {
-                return Ok(None);
-            };
-            if h.payload_len > max_size as u64 {
-                return Err(ProtocolError::FrameTooBig {
-                    size: h.payload_len,
-                    limit: max_size,
-                }
-                .into());
-            }
-            let end = pos + header_len + h.payload_len as usize;
-            if end > buf.len() {
-                return Ok(None);
-            }
-            if h.opcode.is_control() && open {
-                let mut frame = BytesMut::from(&buf[pos..end]);
-                let tail = buf.split_off(end);
-                buf.truncate(pos);
-                buf.unsplit(tail);
-                return Message::decode_complete(&mut frame, max_size).map(Some);
-            }
-            pos = end;
-            if h.opcode.is_control() || h.fin {
-                break;
-            }
-            open = true;
-        }
-        let mut span = buf.split_to(pos);
-        Message::decode_complete(&mut span, max_size).map(Some)
-    }
-
-    /// Decodes `span`, which holds exactly one whole message.
-    fn decode_complete(span: &mut BytesMut, max_size: usize) -> Result<Message> {
-        let mut decoder = Message::decoder(max_size);
-        match decoder.decode(span)? {
-            Some(item) => Ok(Message::from_incoming(item, max_size)),
-            None => Err(ProtocolError::Truncated.into()),
-        }
-    }
-
-    /// Reads one message from `reader` (the seed's `readFrom`), reading exactly its bytes and no
-    /// more. Truncated input is [`ProtocolError::Truncated`]; a message over `max_size`, a bad
-    /// opcode or reserved bit, or a bad control frame is an error, never a panic.
-    ///
-    /// Cancel safety: not cancel-safe: bytes already read are lost if the future is dropped, and
-    /// the stream is then in the middle of a frame.
-    pub async fn read_from<R: AsyncRead + Unpin>(
-        reader: &mut R,
-        max_size: usize,
-    ) -> Result<Message> {
-        let mut decoder = Message::decoder(max_size);
-        let mut buf = BytesMut::new();
-        let mut want = 2usize;
-        loop {
-            let start = buf.len();
-            buf.resize(start + want, 0);
-            if let Err(e) = reader.read_exact(&mut buf[start..]).await {
-                return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Protocol(ProtocolError::Truncated)
-                } else {
-                    Error::Io(e)
-                });
-            }
-            if let Some(item) = decoder.decode(&mut buf)? {
-                return Ok(Message::from_incoming(item, max_size));
-            }
-            // Ask for exactly what completes the header or the frame in flight (in steps of at
-            // most 1 MiB, so a large announced frame is not allocated before it arrives).
-            want = decoder.bytes_wanted(&buf).min(1 << 20);
-        }
-    }
-
-    /// Writes the message to `writer` (the seed's `sendTo`) and flushes.
-    ///
-    /// Cancel safety: not cancel-safe: dropped midway, part of the frame may have been written.
-    pub async fn write_to<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<()> {
-        let frame = self.encode()?;
-        writer.write_all(&frame).await?;
-        writer.flush().await?;
-        Ok(())
     }
 }
 
@@ -428,6 +252,240 @@ impl<const N: usize> From<&[u8; N]> for Message {
     }
 }
 
+/// Reads and writes one message on any byte stream or buffer, with no connection around it: the
+/// seed's `Message.readFrom`/`sendTo` with its `masked` and `maxSize`.
+///
+/// Defaults, as the seed's: `masked` true (frames are written with a random mask key, as a
+/// client sends them), `max_size` 64 MiB. Reading reassembles fragments, unmasks, inflates a
+/// compressed message (each message on its own, without context takeover) and reports whether
+/// the frame was masked. A [`crate::Socket`] does not use this: it masks by its role and takes
+/// its limits from [`crate::SocketConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageCodec {
+    masked: bool,
+    max_size: usize,
+}
+
+impl Default for MessageCodec {
+    fn default() -> Self {
+        MessageCodec {
+            masked: true,
+            max_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// A message read by [`MessageCodec`], with what its frame reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedMessage {
+    /// The message (a control frame comes as a message of its own type).
+    pub message: Message,
+    /// Whether its frame was masked (the seed's `masked` after `readFrom`).
+    pub masked: bool,
+}
+
+impl MessageCodec {
+    /// A codec with the seed's defaults.
+    pub fn new() -> Self {
+        MessageCodec::default()
+    }
+
+    /// Whether written frames are masked (the seed's `masked`).
+    pub fn masked(mut self, masked: bool) -> Self {
+        self.masked = masked;
+        self
+    }
+
+    /// The largest message read (the seed's `maxSize`).
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Whether written frames are masked.
+    pub fn is_masked(&self) -> bool {
+        self.masked
+    }
+
+    /// The largest message read.
+    pub fn get_max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Encodes `msg` as one frame onto `dst`: header, mask key when masked, the payload
+    /// (deflated, with RSV1, when `msg.compress()`).
+    pub fn encode_to(&self, msg: &Message, dst: &mut BytesMut) -> Result<()> {
+        let mask = self.masked.then(rand::random::<[u8; 4]>);
+        if msg.kind.is_control() && msg.body.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(msg.body.len()).into());
+        }
+        if msg.kind == OpCode::Continue {
+            return Err(SendError::NotSendable(OpCode::Continue).into());
+        }
+        let mut encoder = if msg.compress() && msg.kind.is_data() {
+            compressing_encoder()?
+        } else {
+            Encoder::new()
+        };
+        encoder.encode(msg.kind, &msg.body, Compression::Auto, mask, dst)?;
+        Ok(())
+    }
+
+    /// Encodes `msg` into a new buffer (see [`MessageCodec::encode_to`]).
+    pub fn encode(&self, msg: &Message) -> Result<BytesMut> {
+        let mut out = BytesMut::with_capacity(msg.body.len() + 14);
+        self.encode_to(msg, &mut out)?;
+        Ok(out)
+    }
+
+    fn decoder(&self) -> Decoder {
+        let decoder = Decoder::new(MaskPolicy::Any, Limits::with_max_size(self.max_size));
+        #[cfg(feature = "deflate")]
+        let decoder = {
+            let mut decoder = decoder;
+            decoder.set_inflater(Some(Inflater::new(STANDALONE, crate::proto::Role::Server)));
+            decoder
+        };
+        decoder
+    }
+
+    fn from_incoming(item: Incoming) -> DecodedMessage {
+        let (message, masked) = match item {
+            Incoming::Message(m) => {
+                let masked = m.masked;
+                (Message::from_received(m), masked)
+            }
+            Incoming::Ping { payload, masked } => {
+                (Message::received(OpCode::Ping, payload, false), masked)
+            }
+            Incoming::Pong { payload, masked } => {
+                (Message::received(OpCode::Pong, payload, false), masked)
+            }
+            Incoming::Close { frame, masked } => (
+                Message::received(
+                    OpCode::Close,
+                    frame.map(|f| f.encode()).unwrap_or_default(),
+                    false,
+                ),
+                masked,
+            ),
+        };
+        DecodedMessage { message, masked }
+    }
+
+    /// Decodes one message from the front of `buf` (reassembling fragments, unmasking,
+    /// inflating), consuming exactly its bytes. `Ok(None)`: `buf` holds only part of a message,
+    /// and nothing was consumed. A control frame is returned as a message of its own type; one
+    /// that arrives between the fragments of a message is taken out and returned first, and the
+    /// fragments stay in `buf`.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<DecodedMessage>> {
+        let max_size = self.max_size;
+        // Walk the headers only: no byte is touched until the whole message is there.
+        let mut pos = 0usize;
+        let mut open = false;
+        loop {
+            let Some((h, header_len)) = FrameHeader::decode(&buf[pos..])? else {
+                return Ok(None);
+            };
+            if h.payload_len > max_size as u64 {
+                return Err(ProtocolError::FrameTooBig {
+                    size: h.payload_len,
+                    limit: max_size,
+                }
+                .into());
+            }
+            // (Bounded by `max_size` and the buffer, so no overflow.)
+            let end = pos + header_len + h.payload_len as usize;
+            if end > buf.len() {
+                return Ok(None);
+            }
+            if h.opcode.is_control() && open {
+                let mut frame = BytesMut::from(&buf[pos..end]);
+                let tail = buf.split_off(end);
+                buf.truncate(pos);
+                buf.unsplit(tail);
+                return self.decode_complete(&mut frame).map(Some);
+            }
+            pos = end;
+            if h.opcode.is_control() || h.fin {
+                break;
+            }
+            open = true;
+        }
+        let mut span = buf.split_to(pos);
+        self.decode_complete(&mut span).map(Some)
+    }
+
+    /// Decodes `span`, which holds exactly one whole message.
+    fn decode_complete(&self, span: &mut BytesMut) -> Result<DecodedMessage> {
+        match self.decoder().decode(span)? {
+            Some(item) => Ok(MessageCodec::from_incoming(item)),
+            None => Err(ProtocolError::Truncated.into()),
+        }
+    }
+
+    /// Reads one message from `reader` (the seed's `readFrom`), reading exactly its bytes and no
+    /// more. Truncated input is [`ProtocolError::Truncated`]; a message over `max_size`, a bad
+    /// opcode or reserved bit, or a bad control frame is an error, never a panic.
+    ///
+    /// Cancel safety: not cancel-safe: bytes already read are lost if the future is dropped, and
+    /// the stream is then in the middle of a frame.
+    pub async fn read_from<R: AsyncRead + Unpin>(&self, reader: &mut R) -> Result<DecodedMessage> {
+        let mut decoder = self.decoder();
+        let mut buf = BytesMut::new();
+        let mut want = 2usize;
+        loop {
+            let start = buf.len();
+            buf.resize(start + want, 0);
+            if let Err(e) = reader.read_exact(&mut buf[start..]).await {
+                return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::Protocol(ProtocolError::Truncated)
+                } else {
+                    Error::Io(e)
+                });
+            }
+            if let Some(item) = decoder.decode(&mut buf)? {
+                return Ok(MessageCodec::from_incoming(item));
+            }
+            // Ask for exactly what completes the header or the frame in flight (in steps of at
+            // most 1 MiB, so a large announced frame is not allocated before it arrives).
+            want = decoder.bytes_wanted(&buf).min(1 << 20);
+        }
+    }
+
+    /// Writes `msg` to `writer` as one frame (the seed's `sendTo`) and flushes.
+    ///
+    /// Cancel safety: not cancel-safe: dropped midway, part of the frame may have been written.
+    pub async fn write_to<W: AsyncWrite + Unpin>(
+        &self,
+        msg: &Message,
+        writer: &mut W,
+    ) -> Result<()> {
+        let frame = self.encode(msg)?;
+        writer.write_all(&frame).await?;
+        writer.flush().await?;
+        Ok(())
+    }
+}
+
+/// An encoder that deflates each message on its own (no context takeover, so any peer can
+/// inflate it).
+#[cfg(feature = "deflate")]
+fn compressing_encoder() -> Result<Encoder> {
+    let mut encoder = Encoder::new();
+    encoder.set_deflater(
+        Some(Deflater::new(STANDALONE, crate::proto::Role::Server, 6, 8)),
+        0,
+    );
+    Ok(encoder)
+}
+
+/// Without feature `deflate`, a message marked compressed cannot be encoded.
+#[cfg(not(feature = "deflate"))]
+fn compressing_encoder() -> Result<Encoder> {
+    Err(SendError::Compress("compression needs feature `deflate`".into()).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,18 +503,20 @@ mod tests {
     fn defaults_follow_the_seed() {
         let m = Message::new();
         assert_eq!(m.kind(), OpCode::Binary);
-        assert!(m.masked());
         assert!(!m.compress());
-        assert_eq!(m.max_size(), 64 * 1024 * 1024);
         assert!(m.body().is_empty());
+        let codec = MessageCodec::new();
+        assert!(codec.is_masked());
+        assert_eq!(codec.get_max_size(), 64 * 1024 * 1024);
     }
 
     #[test]
     fn partial_input_consumes_nothing() {
-        let wire = Message::text("hello there").encode().unwrap();
+        let codec = MessageCodec::new().max_size(1024);
+        let wire = codec.encode(&Message::text("hello there")).unwrap();
         for cut in 0..wire.len() {
             let mut buf = BytesMut::from(&wire[..cut]);
-            assert!(Message::decode(&mut buf, 1024).unwrap().is_none());
+            assert!(codec.decode(&mut buf).unwrap().is_none());
             assert_eq!(&buf[..], &wire[..cut], "cut {cut}: bytes were touched");
         }
     }
@@ -467,9 +527,10 @@ mod tests {
         wire.extend(frame(OpCode::Ping, true, b"p"));
         wire.extend(frame(OpCode::Continue, true, b"lo"));
         let mut buf = BytesMut::from(&wire[..]);
-        let ping = Message::decode(&mut buf, 1024).unwrap().unwrap();
+        let codec = MessageCodec::new().max_size(1024);
+        let ping = codec.decode(&mut buf).unwrap().unwrap().message;
         assert_eq!((ping.kind(), &ping.body()[..]), (OpCode::Ping, &b"p"[..]));
-        let text = Message::decode(&mut buf, 1024).unwrap().unwrap();
+        let text = codec.decode(&mut buf).unwrap().unwrap().message;
         assert_eq!(text.as_text(), Some("Hello"));
         assert!(buf.is_empty());
     }
@@ -477,7 +538,27 @@ mod tests {
     #[test]
     fn oversized_frame_fails_from_its_header() {
         let mut buf = BytesMut::from(&[0x82u8, 0x7f, 0, 0, 0, 0, 0x10, 0, 0, 0][..]);
-        assert!(Message::decode(&mut buf, 1 << 20).is_err());
+        assert!(MessageCodec::new()
+            .max_size(1 << 20)
+            .decode(&mut buf)
+            .is_err());
+    }
+
+    /// Without feature `deflate`, a compressed message is refused both ways, with an error.
+    #[cfg(not(feature = "deflate"))]
+    #[test]
+    fn compressed_messages_are_refused_without_deflate() {
+        let codec = MessageCodec::new();
+        let err = codec
+            .encode(&Message::text("squeeze me").with_compress(true))
+            .unwrap_err();
+        assert!(matches!(err, Error::Send(SendError::Compress(_))), "{err}");
+        // A frame with RSV1 set (as a compressed one is) is a protocol error.
+        let mut wire = BytesMut::new();
+        let mut h = FrameHeader::new(OpCode::Text, 2, None);
+        h.rsv = crate::proto::RSV1;
+        write_frame(h, b"hi", &mut wire);
+        assert!(codec.decode(&mut wire).is_err());
     }
 
     #[tokio::test]
@@ -488,10 +569,11 @@ mod tests {
                 let mut wire = BytesMut::new();
                 write_frame(FrameHeader::new(op, 2, key), b"\x03\xe8", &mut wire);
                 let mut reader = &wire[..];
-                let msg = Message::read_from(&mut reader, 1024).await.unwrap();
-                assert_eq!(msg.kind(), op);
-                assert_eq!(msg.masked(), masked, "{op:?} masked={masked}");
-                assert_eq!(&msg.body()[..], b"\x03\xe8");
+                let codec = MessageCodec::new().max_size(1024);
+                let got = codec.read_from(&mut reader).await.unwrap();
+                assert_eq!(got.message.kind(), op);
+                assert_eq!(got.masked, masked, "{op:?} masked={masked}");
+                assert_eq!(&got.message.body()[..], b"\x03\xe8");
             }
         }
     }

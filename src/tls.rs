@@ -24,6 +24,8 @@ fn client_config(roots: RootCertStore) -> Result<ClientConfig> {
 }
 
 /// A client configuration trusting the bundled Mozilla roots (`webpki-roots`): the default.
+#[cfg(feature = "webpki-roots")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webpki-roots")))]
 pub fn client_config_webpki() -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -31,6 +33,8 @@ pub fn client_config_webpki() -> Result<Arc<ClientConfig>> {
 }
 
 /// A client configuration trusting the platform's certificate store.
+#[cfg(feature = "native-roots")]
+#[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
 pub fn client_config_native() -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();

@@ -20,8 +20,10 @@ pub enum Transport {
     /// `ws://` over TCP.
     Tcp(TcpStream),
     /// `wss://`, client side.
+    #[cfg(feature = "rustls")]
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
     /// `wss://`, server side.
+    #[cfg(feature = "rustls")]
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// Any other byte stream (an HTTP server's upgraded connection, an in-memory pipe, ...).
     Other(Box<dyn AnyIo>),
@@ -31,7 +33,9 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Transport::Tcp(_) => "Tcp",
+            #[cfg(feature = "rustls")]
             Transport::ClientTls(_) => "ClientTls",
+            #[cfg(feature = "rustls")]
             Transport::ServerTls(_) => "ServerTls",
             Transport::Other(_) => "Other",
         })
@@ -42,7 +46,9 @@ macro_rules! each {
     ($t:expr, $s:ident => $e:expr) => {
         match $t {
             Transport::Tcp($s) => $e,
+            #[cfg(feature = "rustls")]
             Transport::ClientTls($s) => $e,
+            #[cfg(feature = "rustls")]
             Transport::ServerTls($s) => $e,
             Transport::Other($s) => $e,
         }
@@ -52,14 +58,20 @@ macro_rules! each {
 impl Transport {
     /// Whether this runs over TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::ClientTls(_) | Transport::ServerTls(_))
+        match self {
+            #[cfg(feature = "rustls")]
+            Transport::ClientTls(_) | Transport::ServerTls(_) => true,
+            _ => false,
+        }
     }
 
     /// Sets TCP_NODELAY when the transport is TCP (directly or under TLS).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match self {
             Transport::Tcp(s) => s.set_nodelay(nodelay),
+            #[cfg(feature = "rustls")]
             Transport::ClientTls(s) => s.get_ref().0.set_nodelay(nodelay),
+            #[cfg(feature = "rustls")]
             Transport::ServerTls(s) => s.get_ref().0.set_nodelay(nodelay),
             Transport::Other(_) => Ok(()),
         }
@@ -303,12 +315,14 @@ impl From<TcpStream> for WsStream {
     }
 }
 
+#[cfg(feature = "rustls")]
 impl From<tokio_rustls::server::TlsStream<TcpStream>> for WsStream {
     fn from(tls: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
         WsStream::new(Transport::ServerTls(Box::new(tls)), BytesMut::new())
     }
 }
 
+#[cfg(feature = "rustls")]
 impl From<tokio_rustls::client::TlsStream<TcpStream>> for WsStream {
     fn from(tls: tokio_rustls::client::TlsStream<TcpStream>) -> Self {
         WsStream::new(Transport::ClientTls(Box::new(tls)), BytesMut::new())

@@ -7,15 +7,11 @@
 //!   its own (the seed's HttpServer / Chain / Routing use);
 //! - [`accept`] does the whole handshake on a raw `TcpStream` or TLS stream, with no HTTP stack.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::future::{ready, Future, Ready};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
@@ -24,7 +20,7 @@ use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
 use crate::socket::{Negotiated, Socket, SocketConfig};
-use crate::transport::{Transport, WsStream};
+use crate::transport::WsStream;
 
 /// Decides whether a request's `Origin` (if any) may connect.
 pub type OriginCheck = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
@@ -51,7 +47,7 @@ impl Default for AcceptOptions {
     fn default() -> Self {
         AcceptOptions {
             protocols: Vec::new(),
-            deflate: Some(DeflateConfig::default()),
+            deflate: crate::proto::deflate::AVAILABLE.then(DeflateConfig::default),
             handshake_timeout: Duration::from_secs(10),
             handshake_limits: HandshakeLimits::default(),
             origin_check: None,
@@ -146,103 +142,198 @@ fn forbidden(origin: Option<&str>) -> http::Response<String> {
         .unwrap_or_default()
 }
 
-/// Makes the upgrade service (the seed's `ws.upgrade(accept)`): for each valid upgrade request
-/// it answers 101 and calls `accept(socket, parts)` on a new task once the HTTP server hands the
-/// connection over. A request that is not a valid upgrade gets a clear HTTP error (400, or 426
-/// with `Sec-WebSocket-Version: 13`).
-pub fn upgrade<F, Fut>(accept: F) -> Upgrade<F>
-where
-    F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Upgrade {
-        accept,
-        options: Arc::new(AcceptOptions::default()),
-    }
-}
+/// The upgrade inside an HTTP server (feature `hyper`): the `tower::Service` and the one
+/// mechanism it shares with the axum extractor.
+#[cfg(feature = "hyper")]
+mod http_server {
+    use std::convert::Infallible;
+    use std::fmt;
+    use std::future::{ready, Future, Ready};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
 
-/// The upgrade `tower::Service` made by [`upgrade`].
-#[derive(Clone)]
-pub struct Upgrade<F> {
-    accept: F,
-    options: Arc<AcceptOptions>,
-}
+    use bytes::BytesMut;
+    use hyper_util::rt::TokioIo;
 
-impl<F> fmt::Debug for Upgrade<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgrade")
-            .field("options", &self.options)
-            .finish()
-    }
-}
+    use super::AcceptOptions;
+    use crate::proto::handshake::{self, HandshakeError, UpgradeRequest};
+    use crate::proto::Role;
+    use crate::socket::Socket;
+    use crate::transport::{Transport, WsStream};
 
-impl<F> Upgrade<F> {
-    /// Replaces the options.
-    pub fn options(mut self, options: AcceptOptions) -> Self {
-        self.options = Arc::new(options);
-        self
-    }
-}
-
-impl<F, Fut, B> tower_service::Service<http::Request<B>> for Upgrade<F>
-where
-    F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<String>;
-    type Error = Infallible;
-    type Future = Ready<std::result::Result<http::Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    /// Makes the upgrade service (the seed's `ws.upgrade(accept)`): for each valid upgrade request
+    /// it answers 101 and calls `accept(socket, parts)` on a new task once the HTTP server hands the
+    /// connection over. A request that is not a valid upgrade gets a clear HTTP error (400, or 426
+    /// with `Sec-WebSocket-Version: 13`).
+    pub fn upgrade<F, Fut>(accept: F) -> Upgrade<F>
+    where
+        F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Upgrade {
+            accept,
+            options: Arc::new(AcceptOptions::default()),
+        }
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let up = match handshake::check_request(&req) {
-            Ok(up) => up,
-            Err(e) => return ready(Ok(handshake::error_response(&e))),
-        };
-        let (response, negotiated) = match self.options.negotiate(&up) {
-            Ok(ok) => ok,
-            Err(refusal) => return ready(Ok(*refusal)),
-        };
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        let (parts, _body) = req.into_parts();
-        let accept = self.accept.clone();
-        let config = self.options.socket.clone();
-        let url = parts.uri.to_string();
-        let origin = up.origin.clone().unwrap_or_default();
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let stream = into_stream(upgraded);
-                    let socket =
-                        Socket::from_stream(stream, Role::Server, negotiated, config, url, origin);
-                    accept(socket, parts).await;
+    /// The upgrade `tower::Service` made by [`upgrade`].
+    #[derive(Clone)]
+    pub struct Upgrade<F> {
+        accept: F,
+        options: Arc<AcceptOptions>,
+    }
+
+    impl<F> fmt::Debug for Upgrade<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Upgrade")
+                .field("options", &self.options)
+                .finish()
+        }
+    }
+
+    impl<F> Upgrade<F> {
+        /// Replaces the options.
+        pub fn options(mut self, options: AcceptOptions) -> Self {
+            self.options = Arc::new(options);
+            self
+        }
+    }
+
+    impl<F, Fut, B> tower_service::Service<http::Request<B>> for Upgrade<F>
+    where
+        F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+        B: Send + 'static,
+    {
+        type Response = http::Response<String>;
+        type Error = Infallible;
+        type Future = Ready<std::result::Result<http::Response<String>, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            let (mut parts, _body) = req.into_parts();
+            let request = match HttpUpgrade::from_parts(&mut parts) {
+                Ok(request) => request,
+                Err(e) => return ready(Ok(handshake::error_response(&e))),
+            };
+            let accept = self.accept.clone();
+            ready(Ok(
+                request.answer(&self.options, move |socket| accept(socket, parts))
+            ))
+        }
+    }
+
+    /// A valid upgrade request inside an HTTP server (hyper, axum): what [`upgrade`]'s service and
+    /// the axum extractor both answer, one way.
+    pub(crate) struct HttpUpgrade {
+        pub(crate) request: UpgradeRequest,
+        /// `None` when the server cannot hand the connection over (not hyper's HTTP/1).
+        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        url: String,
+    }
+
+    impl HttpUpgrade {
+        /// Checks the request head and takes the server's upgrade handle out of it.
+        pub(crate) fn from_parts(
+            parts: &mut http::request::Parts,
+        ) -> std::result::Result<HttpUpgrade, HandshakeError> {
+            let request = handshake::check_request_parts(parts)?;
+            Ok(HttpUpgrade {
+                request,
+                on_upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+                url: parts.uri.to_string(),
+            })
+        }
+
+        /// Whether the HTTP server can hand the connection over.
+        #[cfg(feature = "axum")]
+        pub(crate) fn upgradable(&self) -> bool {
+            self.on_upgrade.is_some()
+        }
+
+        /// Negotiates with `options` and returns the response to send: 101, after which `accept`
+        /// runs on a new task with the OPEN socket once the server hands the connection over; or
+        /// the refusal (a refused origin, a server that cannot upgrade).
+        pub(crate) fn answer<A, Fut>(
+            self,
+            options: &AcceptOptions,
+            accept: A,
+        ) -> http::Response<String>
+        where
+            A: FnOnce(Socket) -> Fut + Send + 'static,
+            Fut: Future<Output = ()> + Send + 'static,
+        {
+            let Some(on_upgrade) = self.on_upgrade else {
+                return not_upgradable();
+            };
+            let (response, negotiated) = match options.negotiate(&self.request) {
+                Ok(ok) => ok,
+                Err(refusal) => return *refusal,
+            };
+            let config = options.socket.clone();
+            let url = self.url;
+            let origin = self.request.origin.unwrap_or_default();
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let stream = into_stream(upgraded);
+                        let socket = Socket::from_stream(
+                            stream,
+                            Role::Server,
+                            negotiated,
+                            config,
+                            url,
+                            origin,
+                        );
+                        accept(socket).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the HTTP server did not hand over the connection")
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "the HTTP server did not hand over the connection")
-                }
-            }
-        });
-        ready(Ok(response.map(|()| String::new())))
+            });
+            response.map(|()| String::new())
+        }
+    }
+
+    /// 426 for a valid upgrade request on a connection the HTTP server cannot hand over.
+    pub(crate) fn not_upgradable() -> http::Response<String> {
+        let body = "this connection cannot be upgraded to a WebSocket (the HTTP server offers no upgrade on it)\n";
+        http::Response::builder()
+            .status(http::StatusCode::UPGRADE_REQUIRED)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(http::header::SEC_WEBSOCKET_VERSION, "13")
+            .header(http::header::UPGRADE, "websocket")
+            .body(body.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The upgraded connection as a [`WsStream`]: plain TCP again when the HTTP server ran straight
+    /// on a `TokioIo<TcpStream>` (a bare hyper HTTP/1 connection), which lets the socket take its
+    /// fastest path; any other transport (axum's `serve` wraps the stream) stays boxed. Bytes the
+    /// server read past the request are kept.
+    fn into_stream(upgraded: hyper::upgrade::Upgraded) -> WsStream {
+        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => WsStream::new(
+                Transport::Tcp(parts.io.into_inner()),
+                BytesMut::from(&parts.read_buf[..]),
+            ),
+            Err(upgraded) => WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new()),
+        }
     }
 }
 
-/// The upgraded connection as a [`WsStream`]: plain TCP again when the HTTP server ran straight
-/// on a `TokioIo<TcpStream>` (a bare hyper HTTP/1 connection), which lets the socket take its
-/// fastest path; any other transport (axum's `serve` wraps the stream) stays boxed. Bytes the
-/// server read past the request are kept.
-fn into_stream(upgraded: hyper::upgrade::Upgraded) -> WsStream {
-    match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
-        Ok(parts) => WsStream::new(
-            Transport::Tcp(parts.io.into_inner()),
-            BytesMut::from(&parts.read_buf[..]),
-        ),
-        Err(upgraded) => WsStream::from_transport(TokioIo::new(upgraded), BytesMut::new()),
-    }
-}
+#[cfg(feature = "axum")]
+pub(crate) use http_server::{not_upgradable, HttpUpgrade};
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub use http_server::{upgrade, Upgrade};
 
 /// Does the server handshake on a raw stream (no HTTP stack): reads the request head (within
 /// the handshake timeout and limits), validates it, answers 101 (or a clear HTTP error, and

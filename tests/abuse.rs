@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::{AcceptOptions, ConnectOptions, OpCode, Socket};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, OpCode, Socket};
 
 /// A good client does one echo round trip.
 async fn good_client_works(addr: std::net::SocketAddr) {
@@ -23,7 +23,7 @@ async fn good_client_works(addr: std::net::SocketAddr) {
         .unwrap()
         .unwrap();
     assert_eq!(reply.as_text(), Some("still there?"));
-    socket.close(1000, "").await.unwrap();
+    socket.close(CloseCode::NORMAL, "").await;
 }
 
 /// Sends `bytes` in writes of `chunk` bytes and returns the status line of the answer.

@@ -4,7 +4,7 @@ mod common;
 
 use axum::Router;
 use common::LIMIT;
-use wsx::{ConnectOptions, Handler, Message, Socket};
+use wsx::{CloseCode, ConnectOptions, Handler, Message, Socket};
 
 #[tokio::test]
 async fn axum_route_service_upgrades() {
@@ -42,7 +42,7 @@ async fn axum_route_service_upgrades() {
             "{}",
             socket.extensions()
         );
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
 
         let socket = Socket::open(&format!("ws://{addr}/upper"), ConnectOptions::default())
             .await

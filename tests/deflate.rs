@@ -6,10 +6,8 @@ mod common;
 use bytes::BytesMut;
 use common::*;
 use tokio::io::AsyncWriteExt;
-use wsx::proto::codec::write_frame;
-use wsx::proto::frame::RSV1;
-use wsx::proto::{FrameHeader, OpCode};
-use wsx::{AcceptOptions, ConnectOptions, DeflateConfig, Socket};
+use wsx::proto::{write_frame, FrameHeader, OpCode, RSV1};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, DeflateConfig, Socket};
 
 fn configs() -> Vec<DeflateConfig> {
     let mut out = Vec::new();
@@ -99,7 +97,7 @@ async fn client_server_interop_in_every_combination() {
                     compressed > 0,
                     "server {si} client {ci}: nothing came back compressed"
                 );
-                socket.close(1000, "").await.unwrap();
+                socket.close(CloseCode::NORMAL, "").await;
             }
         }
     })

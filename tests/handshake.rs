@@ -112,13 +112,14 @@ async fn seed_connect_returns_a_handshaken_stream() {
         let mut stream = wsx::connect(&format!("ws://{addr}/"), "http://origin.test")
             .await
             .unwrap();
-        wsx::Message::text("over the raw stream")
-            .write_to(&mut stream)
+        let codec = wsx::MessageCodec::new().max_size(1 << 20);
+        codec
+            .write_to(&wsx::Message::text("over the raw stream"), &mut stream)
             .await
             .unwrap();
-        let reply = wsx::Message::read_from(&mut stream, 1 << 20).await.unwrap();
-        assert_eq!(reply.as_text(), Some("over the raw stream"));
-        assert!(!reply.masked(), "server frames are not masked");
+        let reply = codec.read_from(&mut stream).await.unwrap();
+        assert_eq!(reply.message.as_text(), Some("over the raw stream"));
+        assert!(!reply.masked, "server frames are not masked");
     })
     .await
     .unwrap();

@@ -1,16 +1,15 @@
-//! Property tests of the frame codec: fragmented round trips through `Decoder`, `Message`
+//! Property tests of the frame codec: fragmented round trips through `Decoder`, `MessageCodec`
 //! encode/decode/read_from round trips, the decoder on arbitrary bytes, and the UTF-8 validator
 //! split property.
 #![forbid(unsafe_code)]
 
 use bytes::BytesMut;
 use proptest::prelude::*;
-use wsx::proto::codec::write_frame;
-use wsx::proto::utf8::Utf8Validator;
 use wsx::proto::{
-    Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode, ProtocolError, Received,
+    write_frame, Decoder, FrameHeader, Incoming, Limits, MaskPolicy, OpCode, ProtocolError,
+    Received, Utf8Validator,
 };
-use wsx::Message;
+use wsx::{DecodedMessage, Message, MessageCodec};
 
 // ------------------------------------------------------------------------------------------
 // Deterministic data from a seed (generating 1 MiB through proptest element by element would be
@@ -292,45 +291,56 @@ fn fragmented_round_trip_edge_sizes() {
 
 const MESSAGE_SIZES: [usize; 8] = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20];
 
-fn message(len: usize, text: bool, masked: bool, compress: bool) -> Message {
+fn message(len: usize, text: bool, compress: bool) -> Message {
     let mut m = if text {
         Message::text(random_text(len, len as u64))
     } else {
         Message::binary(random_bytes(len, len as u64))
     };
-    m.set_masked(masked);
     m.set_compress(compress);
     m
 }
 
-fn check_decoded(got: &Message, want: &Message, what: &str) {
-    assert_eq!(got.kind(), want.kind(), "{what}: kind");
-    assert_eq!(got.masked(), want.masked(), "{what}: masked");
-    assert_eq!(got.compress(), want.compress(), "{what}: compressed");
-    assert!(got.body() == want.body(), "{what}: body differs");
+/// The codec that writes with `masked` and reads up to 2 MiB.
+fn codec(masked: bool) -> MessageCodec {
+    MessageCodec::new().masked(masked).max_size(2 << 20)
+}
+
+/// `got` is `want`, sent with masking `masked`.
+fn check_decoded(got: &DecodedMessage, want: &Message, masked: bool, what: &str) {
+    assert_eq!(got.message.kind(), want.kind(), "{what}: kind");
+    assert_eq!(got.masked, masked, "{what}: masked");
+    assert_eq!(
+        got.message.compress(),
+        want.compress(),
+        "{what}: compressed"
+    );
+    assert!(got.message.body() == want.body(), "{what}: body differs");
 }
 
 fn message_matrix(compress: bool) {
     for len in MESSAGE_SIZES {
         for text in [false, true] {
             for masked in [false, true] {
-                let want = message(len, text, masked, compress);
+                let want = message(len, text, compress);
+                let codec = codec(masked);
                 let what = format!("len {len} text {text} masked {masked} compress {compress}");
-                let mut wire = want.encode().expect("encode");
+                let mut wire = codec.encode(&want).expect("encode");
                 // Followed by another frame: decode must take exactly one message's bytes.
-                let tail = Message::binary(&b"next"[..]).encode().expect("encode");
+                let tail = MessageCodec::new()
+                    .encode(&Message::binary(&b"next"[..]))
+                    .expect("encode");
                 wire.extend_from_slice(&tail);
-                let got = Message::decode(&mut wire, 2 << 20)
+                let got = codec
+                    .decode(&mut wire)
                     .expect("decode")
                     .unwrap_or_else(|| panic!("{what}: incomplete"));
-                check_decoded(&got, &want, &what);
+                check_decoded(&got, &want, masked, &what);
                 assert_eq!(&wire[..], &tail[..], "{what}: bytes consumed");
                 // A cut before the end is "need more", never an error or a wrong message.
-                let mut cut = want.encode().expect("encode");
+                let mut cut = codec.encode(&want).expect("encode");
                 cut.truncate(cut.len() - 1);
-                assert!(Message::decode(&mut cut, 2 << 20)
-                    .expect("partial")
-                    .is_none());
+                assert!(codec.decode(&mut cut).expect("partial").is_none());
             }
         }
     }
@@ -341,6 +351,7 @@ fn message_encode_decode_matrix() {
     message_matrix(false);
 }
 
+#[cfg(feature = "deflate")]
 #[test]
 fn message_encode_decode_matrix_compressed() {
     message_matrix(true);
@@ -348,37 +359,37 @@ fn message_encode_decode_matrix_compressed() {
 
 #[test]
 fn message_decode_rejects_over_max_size() {
-    let m = message(1000, false, true, false);
-    let mut wire = m.encode().expect("encode");
-    assert!(Message::decode(&mut wire, 999).is_err());
+    let m = message(1000, false, false);
+    let mut wire = MessageCodec::new().masked(true).encode(&m).expect("encode");
+    assert!(MessageCodec::new().max_size(999).decode(&mut wire).is_err());
 }
 
 async fn read_from_matrix(compress: bool) {
     for len in MESSAGE_SIZES {
         for text in [false, true] {
             for masked in [false, true] {
-                let want = message(len, text, masked, compress);
+                let want = message(len, text, compress);
+                let codec = codec(masked);
                 let what = format!("len {len} text {text} masked {masked} compress {compress}");
                 // Two messages back to back: each read takes exactly its own bytes.
-                let mut wire = want.encode().expect("encode");
+                let mut wire = codec.encode(&want).expect("encode");
                 let second = Message::text("second");
-                wire.extend_from_slice(&second.encode().expect("encode"));
+                wire.extend_from_slice(&MessageCodec::new().encode(&second).expect("encode"));
                 let mut reader: &[u8] = &wire;
-                let got = Message::read_from(&mut reader, 2 << 20)
+                let got = codec
+                    .read_from(&mut reader)
                     .await
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                check_decoded(&got, &want, &what);
-                let got = Message::read_from(&mut reader, 2 << 20)
-                    .await
-                    .expect("second");
-                check_decoded(&got, &second, "second");
+                check_decoded(&got, &want, masked, &what);
+                let got = codec.read_from(&mut reader).await.expect("second");
+                check_decoded(&got, &second, true, "second");
                 assert!(reader.is_empty());
                 // EOF at a message boundary or inside one: an error, not a hang or a panic.
-                assert!(Message::read_from(&mut reader, 2 << 20).await.is_err());
-                let first = want.encode().expect("encode");
+                assert!(codec.read_from(&mut reader).await.is_err());
+                let first = codec.encode(&want).expect("encode");
                 for cut in [1, first.len() / 2, first.len() - 1] {
                     let mut reader: &[u8] = &first[..cut];
-                    let r = Message::read_from(&mut reader, 2 << 20).await;
+                    let r = codec.read_from(&mut reader).await;
                     assert!(r.is_err(), "{what}: read of {cut} bytes gave {r:?}");
                 }
             }
@@ -391,6 +402,7 @@ async fn message_read_from_slice() {
     read_from_matrix(false).await;
 }
 
+#[cfg(feature = "deflate")]
 #[tokio::test]
 async fn message_read_from_slice_compressed() {
     read_from_matrix(true).await;
@@ -398,29 +410,29 @@ async fn message_read_from_slice_compressed() {
 
 #[tokio::test]
 async fn message_write_to_read_from_duplex() {
-    for compress in [false, true] {
+    // (Compressed messages only where the build compresses.)
+    for compress in [false, cfg!(feature = "deflate")] {
         // A small pipe: the writer blocks until the reader takes the bytes.
         let (mut a, mut b) = tokio::io::duplex(4096);
-        let wants: Vec<Message> = MESSAGE_SIZES
+        let wants: Vec<(Message, bool)> = MESSAGE_SIZES
             .iter()
             .enumerate()
-            .map(|(i, &len)| message(len, i % 2 == 0, i % 3 == 0, compress))
+            .map(|(i, &len)| (message(len, i % 2 == 0, compress), i % 3 == 0))
             .collect();
         let to_send = wants.clone();
         let writer = tokio::spawn(async move {
-            for m in &to_send {
-                m.write_to(&mut a).await.expect("write_to");
+            for (m, masked) in &to_send {
+                codec(*masked).write_to(m, &mut a).await.expect("write_to");
             }
         });
-        for want in &wants {
-            let got = Message::read_from(&mut b, 2 << 20)
-                .await
-                .expect("read_from");
-            check_decoded(&got, want, &format!("duplex len {}", want.len()));
+        let reader = codec(true);
+        for (want, masked) in &wants {
+            let got = reader.read_from(&mut b).await.expect("read_from");
+            check_decoded(&got, want, *masked, &format!("duplex len {}", want.len()));
         }
         writer.await.expect("writer task");
         // The writer is gone: the next read sees EOF.
-        assert!(Message::read_from(&mut b, 2 << 20).await.is_err());
+        assert!(reader.read_from(&mut b).await.is_err());
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{client_frame, raw_client, read_frame, serve, LIMIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsx::{AcceptOptions, ConnectOptions, OpCode, Socket, WeakSocket};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, OpCode, Socket, WeakSocket};
 
 /// Failing a connection (1009 here) while the client is still sending must not lose our CLOSE:
 /// the server half-closes after it and drains the client's input until EOF, so the kernel never
@@ -138,7 +138,7 @@ async fn socket_with_callbacks_but_no_on_close_is_freed() {
                 let socket = Socket::open(&url, ConnectOptions::default()).await.unwrap();
                 let me = socket.clone();
                 socket.on_message(move |_| {
-                    let _ = me.start_close(1000, "");
+                    me.close(CloseCode::NORMAL, "");
                     let _ = tx.send(());
                 });
                 socket.send("ping").await.unwrap();
@@ -148,7 +148,7 @@ async fn socket_with_callbacks_but_no_on_close_is_freed() {
                 let socket = Socket::connect(&url, ConnectOptions::default());
                 let me = socket.clone();
                 socket.on_open(move || {
-                    let _ = me.start_close(1000, "");
+                    me.close(CloseCode::NORMAL, "");
                     let _ = tx.send(());
                 });
                 let me = socket.clone();

@@ -52,10 +52,10 @@ async fn echo_text_and_binary_with_states() {
             (m.kind(), &m.body()[..]),
             (OpCode::Binary, &[0u8, 1, 2, 255][..])
         );
-        socket.start_close(1000, "").unwrap();
+        socket.close(CloseCode::NORMAL, "");
         assert_eq!(socket.ready_state(), ReadyState::Closing);
         let ev = socket.closed().await;
-        assert_eq!((ev.code, ev.clean), (CloseCode::NORMAL, true));
+        assert_eq!((ev.code, ev.clean), (CloseCode::NORMAL.as_u16(), true));
         assert_eq!(socket.ready_state(), ReadyState::Closed);
         assert!(matches!(socket.send("late").await, Err(Error::NotOpen(_))));
     })
@@ -79,7 +79,7 @@ async fn thousand_messages_in_order() {
                 Some(format!("m{i}").as_str())
             );
         }
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
     })
     .await
     .unwrap();
@@ -112,7 +112,7 @@ async fn fifty_connections_two_hundred_messages_byte_exact() {
                     assert_eq!(&m.body()[..], &body[..], "conn {c} msg {i}");
                 }
                 let writer = send.await.unwrap();
-                writer.close(1000, "").await.unwrap();
+                writer.close(CloseCode::NORMAL, "").await;
             }));
         }
         for t in tasks {
@@ -168,7 +168,7 @@ async fn concurrent_large_and_small_senders_stay_byte_exact() {
         };
         let socket = Socket::open(&url(addr, "/"), options).await.unwrap();
         common::send_and_check_order(&socket, 0..4, 0..4, 60, 300_000).await;
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
     })
     .await
     .unwrap();
@@ -186,7 +186,7 @@ async fn a_nearly_always_full_in_memory_transport_loses_and_reorders_nothing() {
             Socket::from_stream(
                 wsx::WsStream::from_transport(io, bytes::BytesMut::new()),
                 role,
-                wsx::socket::Negotiated::default(),
+                wsx::Negotiated::default(),
                 wsx::SocketConfig::default(),
                 "ws://pipe/",
                 "",
@@ -201,7 +201,7 @@ async fn a_nearly_always_full_in_memory_transport_loses_and_reorders_nothing() {
             );
         common::send_and_check_order(&server, 3..6, 0..3, 40, 150_000).await;
         client_side.await.unwrap();
-        client.close(1000, "").await.unwrap();
+        client.close(CloseCode::NORMAL, "").await;
         assert!(server.closed().await.clean);
     })
     .await
@@ -221,51 +221,49 @@ async fn close_codes_both_ways() {
             }
         })
         .await;
-        // Invalid application codes are refused locally and nothing is sent.
+        // Codes that may not be sent cannot even be made into a `CloseCode`, so `close` cannot
+        // be given one; every code that may be sent (servers need 1001 too) can.
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            assert_eq!(CloseCode::new(bad), None, "{bad}");
+        }
+        for good in [1000u16, 1001, 3000, 4999] {
+            assert_eq!(
+                CloseCode::new(good).map(CloseCode::as_u16),
+                Some(good),
+                "{good}"
+            );
+        }
         let socket = Socket::open(&url(addr, "/"), ConnectOptions::default())
             .await
             .unwrap();
-        for bad in [0u16, 999, 1001, 1005, 1006, 1015, 2999, 5000] {
-            assert!(
-                matches!(socket.close(bad, "").await, Err(Error::InvalidCloseCode(c)) if c == bad)
-            );
-        }
         assert_eq!(socket.ready_state(), ReadyState::Open);
-        socket.close(4321, "bye now").await.unwrap();
-        socket.close(4321, "again").await.unwrap(); // a second close is a no-op
-        assert_eq!(
-            rx.recv().await.unwrap(),
-            (CloseCode(4321), "bye now".to_owned())
-        );
+        let code = CloseCode::new(4321).unwrap();
+        let first = socket.close(code, "bye now").await;
+        let again = socket.close(code, "again").await; // a second close is a no-op
+        assert_eq!(again, first);
+        assert_eq!(rx.recv().await.unwrap(), (4321, "bye now".to_owned()));
         let ev = socket.closed().await;
-        assert_eq!(ev.code, CloseCode(4321));
+        assert_eq!(ev.code, 4321);
 
         // Server-initiated close: the client sees the server's code and reason.
         let addr = serve(AcceptOptions::default(), |socket| async move {
-            socket.close(3001, "server says bye").await.unwrap();
+            socket
+                .close(CloseCode::new(3001).unwrap(), "server says bye")
+                .await;
         })
         .await;
         let socket = Socket::open(&url(addr, "/"), ConnectOptions::default())
             .await
             .unwrap();
         let err = socket.recv().await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Closed {
-                    code: CloseCode(3001),
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, Error::Closed { code: 3001, .. }), "{err}");
         let ev = socket.closed().await;
         assert_eq!(
             (ev.code, ev.reason.as_str(), ev.clean),
-            (CloseCode(3001), "server says bye", true)
+            (3001, "server says bye", true)
         );
-        // After the peer's close, our close is not an error.
-        socket.close(1000, "").await.unwrap();
+        // After the peer's close, our close does nothing: how the connection ended stands.
+        assert_eq!(socket.close(CloseCode::NORMAL, "").await, ev);
     })
     .await
     .unwrap();
@@ -390,9 +388,9 @@ async fn lost_connection_gives_error_then_close_1006() {
         let tcp = raw_client(addr).await;
         drop(tcp);
         let (code, error, closed) = rx.recv().await.unwrap();
-        assert_eq!(code, CloseCode::ABNORMAL);
-        assert_eq!(error.unwrap().code, CloseCode::ABNORMAL);
-        assert_eq!((closed.code, closed.clean), (CloseCode::ABNORMAL, false));
+        assert_eq!(code, wsx::proto::ABNORMAL);
+        assert_eq!(error.unwrap().code, wsx::proto::ABNORMAL);
+        assert_eq!((closed.code, closed.clean), (wsx::proto::ABNORMAL, false));
     })
     .await
     .unwrap();
@@ -405,7 +403,7 @@ async fn messages_before_handlers_are_attached_are_not_lost() {
             for i in 0..5 {
                 socket.send(format!("early {i}")).await.unwrap();
             }
-            socket.close(1000, "").await.unwrap();
+            socket.close(CloseCode::NORMAL, "").await;
         })
         .await;
         let socket = Socket::open(&url(addr, "/"), ConnectOptions::default())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use common::LIMIT;
 use tokio::net::TcpListener;
-use wsx::{AcceptOptions, ConnectOptions, Socket};
+use wsx::{AcceptOptions, CloseCode, ConnectOptions, Socket};
 
 #[tokio::test]
 async fn wss_round_trip_with_a_self_signed_certificate() {
@@ -21,7 +21,7 @@ async fn wss_round_trip_with_a_self_signed_certificate() {
         assert_eq!(socket.recv().await.unwrap().as_text(), Some("secret"));
         socket.send(vec![7u8; 100_000]).await.unwrap();
         assert_eq!(socket.recv().await.unwrap().body().len(), 100_000);
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
 
         // Without trusting it, the connection fails with a TLS error.
         let err = Socket::open(&url, ConnectOptions::default())
@@ -49,7 +49,7 @@ async fn wss_concurrent_large_messages_stay_byte_exact() {
         let url = format!("wss://localhost:{port}/");
         let socket = Socket::open(&url, options).await.unwrap();
         common::send_and_check_order(&socket, 0..3, 0..3, 32, 400_000).await;
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
     })
     .await
     .unwrap();

@@ -8,7 +8,7 @@
 //! latency percentiles, as text or (`--json`) one JSON object.
 //!
 //! Without `--deflate` the load generator stays out of the way of the server it measures: after
-//! the library's own handshake ([`wsx::connect_with`]) each connection writes frames encoded and
+//! the library's own handshake ([`wsx::client::handshake`]) each connection writes frames encoded and
 //! masked once (one random key per connection; RFC 6455 asks real clients for a fresh key per
 //! frame, which a server cannot check and a load generator need not pay for), a batch of them in
 //! one write, and reads echoes by their headers only. With `--deflate` every message goes
@@ -32,9 +32,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use wsx::proto::codec::write_frame;
-use wsx::proto::FrameHeader;
-use wsx::{ConnectOptions, Message, OpCode, Socket, WsStream};
+use wsx::proto::{write_frame, FrameHeader};
+use wsx::{CloseCode, ConnectOptions, Message, OpCode, Socket, WsStream};
 
 use crate::serve::parse_secs;
 
@@ -170,7 +169,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let options = options.clone();
         connecting.spawn(async move {
             if raw {
-                wsx::connect_with(&url, &options)
+                wsx::client::handshake(&url, &options)
                     .await
                     .map(|c| Conn::Raw(Box::new(c.stream)))
             } else {
@@ -530,10 +529,10 @@ async fn drive(
     if failed {
         stats.errors += 1;
         if let Some(e) = socket.error() {
-            tracing::debug!(code = e.code.0, reason = %e.reason, "connection failed");
+            tracing::debug!(code = e.code, reason = %e.reason, "connection failed");
         }
     }
-    let _ = socket.start_close(1000, "");
+    socket.close(CloseCode::NORMAL, "");
     let _ = tokio::time::timeout(Duration::from_secs(2), socket.closed()).await;
     Ok(stats)
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use clap::Args;
 use http::{HeaderName, HeaderValue};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use wsx::{ConnectOptions, Message, Socket};
+use wsx::{CloseCode, ConnectOptions, Message, Socket};
 
 /// Options of `wsx connect`.
 #[derive(Debug, Args)]
@@ -104,23 +104,23 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     pump.abort();
     if let Err(e) = printed {
         // Stdout is gone (a closed pipe): leave politely.
-        let _ = socket.start_close(1000, "");
+        socket.close(CloseCode::NORMAL, "");
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.closed()).await;
         return Err(e);
     }
     let ev = socket.closed().await;
     if ev.clean {
-        if ev.code.0 != 1000 {
+        if ev.code != CloseCode::NORMAL {
             eprintln!(
                 "wsx: the server closed the connection with {}{}",
-                ev.code.0,
+                ev.code,
                 reason_suffix(&ev.reason)
             );
         }
         return Ok(ExitCode::SUCCESS);
     }
     let why = socket.error().map_or(ev.reason, |e| e.reason);
-    bail!("connection lost ({}){}", ev.code.0, reason_suffix(&why))
+    bail!("connection lost ({}){}", ev.code, reason_suffix(&why))
 }
 
 fn reason_suffix(reason: &str) -> String {
@@ -168,12 +168,12 @@ async fn pump_stdin(socket: Socket, binary: bool) {
     };
     match result {
         Ok(()) => {
-            let _ = socket.start_close(1000, "");
+            socket.close(CloseCode::NORMAL, "");
         }
         Err(e) => {
             // The socket is already closing (the server hung up) or stdin broke.
             tracing::debug!(error = %e, "stopped sending");
-            let _ = socket.start_close(1000, "");
+            socket.close(CloseCode::NORMAL, "");
         }
     }
 }

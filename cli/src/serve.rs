@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::proto::handshake::{write_response, HandshakeLimits};
-use wsx::upgrade::{accept_request, read_request};
+use wsx::server::{accept_request, read_request};
 use wsx::{AcceptOptions, CloseCode, OpCode, PreparedMessage, Socket, SocketConfig, WsStream};
 
 /// The test page served at `/`.
@@ -286,7 +286,7 @@ impl Server {
             echo(&socket).await;
         }
         let ev = socket.closed().await;
-        info!(%peer, %path, code = ev.code.0, reason = %ev.reason, clean = ev.clean, "close");
+        info!(%peer, %path, code = ev.code, reason = %ev.reason, clean = ev.clean, "close");
     }
 
     /// Relays each message of `socket` to every other member of the room.
@@ -320,7 +320,7 @@ async fn echo(socket: &Socket) {
 
 /// Starts closing `socket` with 1001 (a socket already closing ignores it).
 fn going_away(socket: &Socket) {
-    let _ = socket.start_close_with(CloseCode::GOING_AWAY, "server shutting down");
+    socket.close(CloseCode::GOING_AWAY, "server shutting down");
 }
 
 /// Whether a request asks for a WebSocket upgrade (then the library validates the rest and
@@ -562,7 +562,7 @@ impl Room {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => self.leave(id),
                 Err(_) => {
-                    let _ = member.start_close_with(
+                    member.close(
                         CloseCode::TRY_AGAIN_LATER,
                         "too slow: the room does not wait for you",
                     );

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
-use wsx::{ConnectOptions, Error, Message, OpCode, Socket};
+use wsx::{CloseCode, ConnectOptions, Error, Message, OpCode, Socket};
 
 const WSX: &str = env!("CARGO_BIN_EXE_wsx");
 
@@ -139,8 +139,8 @@ async fn echo_text_and_binary() {
         other.send("x").await.unwrap();
         assert_eq!(recv(&other).await.as_text(), Some("x"));
 
-        socket.close(1000, "").await.unwrap();
-        other.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
+        other.close(CloseCode::NORMAL, "").await;
     })
     .await;
 }
@@ -180,7 +180,7 @@ async fn small_window_client(addr: &str) -> Socket {
     Socket::from_stream(
         tcp.into(),
         wsx::Role::Client,
-        wsx::socket::Negotiated::default(),
+        wsx::Negotiated::default(),
         wsx::SocketConfig::default(),
         format!("ws://{addr}/chat"),
         "",
@@ -241,7 +241,7 @@ async fn chat_among_three_clients() {
             assert_eq!(&got.body()[..], &[1, 2, 3]);
         }
         for m in &members {
-            m.close(1000, "").await.unwrap();
+            m.close(CloseCode::NORMAL, "").await;
         }
     })
     .await;
@@ -484,7 +484,7 @@ async fn tls_serve_and_connect_with_ca() {
             .unwrap();
         socket.send("lib").await.unwrap();
         assert_eq!(recv(&socket).await.as_text(), Some("lib"));
-        socket.close(1000, "").await.unwrap();
+        socket.close(CloseCode::NORMAL, "").await;
     })
     .await;
 }
@@ -500,7 +500,7 @@ async fn max_connections_refuses_with_503() {
         // The first one still works; once it is gone, a new one gets in.
         first.send("still here").await.unwrap();
         assert_eq!(recv(&first).await.as_text(), Some("still here"));
-        first.close(1000, "").await.unwrap();
+        first.close(CloseCode::NORMAL, "").await;
         let mut third = None;
         for _ in 0..50 {
             match Socket::open(&server.url("/echo"), plain()).await {
@@ -532,11 +532,11 @@ async fn sigint_closes_clients_with_1001_and_exits_0() {
         for socket in [&echo, &chat] {
             let end = tokio::time::timeout(Duration::from_secs(5), socket.recv()).await;
             match end {
-                Ok(Err(Error::Closed { code, .. })) => assert_eq!(code.0, 1001),
+                Ok(Err(Error::Closed { code, .. })) => assert_eq!(code, 1001),
                 other => panic!("expected a close with 1001, got {other:?}"),
             }
             let ev = socket.closed().await;
-            assert_eq!(ev.code.0, 1001);
+            assert_eq!(ev.code, 1001);
             assert!(ev.clean, "{ev:?}");
         }
         let status = server.wait(Duration::from_secs(5)).await;
@@ -586,7 +586,7 @@ async fn chat_drops_a_member_that_does_not_read() {
                 Err(e) => panic!("unexpected {e}"),
             }
         };
-        assert_eq!(code.0, 1013);
+        assert_eq!(code, 1013);
         assert!(got < COUNT, "the slow member got everything ({got})");
         // The room goes on without it.
         talker.send("still on").await.unwrap();

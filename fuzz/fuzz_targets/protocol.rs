@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wsx::proto::codec::Compression;
 use wsx::proto::deflate::{DeflateConfig, Inflater};
 use wsx::proto::{
-    CloseCode, Config, Decoder, Event, Incoming, Limits, MaskPolicy, OpCode, Protocol, ReadyState,
-    Role,
+    CloseCode, Compression, Config, Decoder, Event, Incoming, Limits, MaskPolicy, OpCode, Protocol,
+    ReadyState, Role,
 };
 
 #[path = "common.rs"]

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
-use wsx::proto::utf8::Utf8Validator;
+use wsx::proto::Utf8Validator;
 
 /// Whether `bytes` can be extended into valid UTF-8.
 fn is_valid_prefix(bytes: &[u8]) -> bool {

@@ -6,12 +6,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ProtocolError;
 
-/// A WebSocket close status code (RFC 6455 §7.4 and the IANA registry).
+/// A close status code that may be sent in a CLOSE frame (RFC 6455 §7.4 and the IANA registry):
+/// 1000-1003, 1007-1014 or 3000-4999. No other value can be held, so [`crate::Socket::close`]
+/// cannot be given one.
 ///
-/// Any `u16` can be held; [`CloseCode::is_valid_on_wire`] says whether a peer may send it and
-/// [`CloseCode::is_allowed_for_app`] whether an application may pass it to `close()`.
+/// The statuses that are only ever reported, never sent (1005 no status, 1006 abnormal closure,
+/// 1015 TLS failure), are plain `u16`s: see [`NO_STATUS`], [`ABNORMAL`] and [`TLS_FAILED`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CloseCode(pub u16);
+pub struct CloseCode(u16);
+
+/// 1005: the peer's CLOSE carried no status code (reported, never sent).
+pub const NO_STATUS: u16 = 1005;
+/// 1006: the connection ended without a close handshake (reported, never sent).
+pub const ABNORMAL: u16 = 1006;
+/// 1015: the TLS handshake failed (reported, never sent).
+pub const TLS_FAILED: u16 = 1015;
 
 impl CloseCode {
     /// 1000: normal closure; the purpose of the connection has been fulfilled.
@@ -22,10 +31,6 @@ impl CloseCode {
     pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
     /// 1003: a data type the endpoint cannot accept.
     pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
-    /// 1005: reserved; means "no status code was present". Never sent on the wire.
-    pub const NO_STATUS: CloseCode = CloseCode(1005);
-    /// 1006: reserved; means "closed without a close handshake". Never sent on the wire.
-    pub const ABNORMAL: CloseCode = CloseCode(1006);
     /// 1007: message data not consistent with its type (e.g. invalid UTF-8 in a text message).
     pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
     /// 1008: the message violates the endpoint's policy.
@@ -42,30 +47,48 @@ impl CloseCode {
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
     /// 1014: a gateway received an invalid response from upstream.
     pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
-    /// 1015: reserved; means "TLS handshake failed". Never sent on the wire.
-    pub const TLS_HANDSHAKE: CloseCode = CloseCode(1015);
 
-    /// Whether a CLOSE frame may carry this code: 1000-1003, 1007-1014 and 3000-4999.
-    /// 1004, 1005, 1006 and 1015 are reserved and never valid on the wire.
-    pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    /// The code, if a CLOSE frame may carry it (1000-1003, 1007-1014, 3000-4999); `None` for
+    /// the reserved and unassigned ones (1004-1006, 1015, 0-999, 1016-2999, 5000 and up).
+    pub const fn new(code: u16) -> Option<CloseCode> {
+        if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+            Some(CloseCode(code))
+        } else {
+            None
+        }
     }
 
-    /// Whether an application may close with this code: 1000 or 3000-4999 (as in browsers).
-    pub fn is_allowed_for_app(self) -> bool {
-        matches!(self.0, 1000 | 3000..=4999)
+    /// The number.
+    pub const fn as_u16(self) -> u16 {
+        self.0
     }
 }
 
-impl From<u16> for CloseCode {
-    fn from(code: u16) -> Self {
-        CloseCode(code)
+impl TryFrom<u16> for CloseCode {
+    type Error = ProtocolError;
+
+    /// As [`CloseCode::new`], with [`ProtocolError::InvalidCloseCode`] for a code that may not
+    /// be sent.
+    fn try_from(code: u16) -> Result<Self, ProtocolError> {
+        CloseCode::new(code).ok_or(ProtocolError::InvalidCloseCode(code))
     }
 }
 
 impl From<CloseCode> for u16 {
     fn from(code: CloseCode) -> u16 {
         code.0
+    }
+}
+
+impl PartialEq<u16> for CloseCode {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<CloseCode> for u16 {
+    fn eq(&self, other: &CloseCode) -> bool {
+        *self == other.0
     }
 }
 
@@ -111,10 +134,7 @@ impl CloseFrame {
             0 => Ok(None),
             1 => Err(ProtocolError::CloseTooShort),
             _ => {
-                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
-                if !code.is_valid_on_wire() {
-                    return Err(ProtocolError::InvalidCloseCode(code.0));
-                }
+                let code = CloseCode::try_from(u16::from_be_bytes([payload[0], payload[1]]))?;
                 let reason = simdutf8::basic::from_utf8(&payload[2..])
                     .map_err(|_| ProtocolError::InvalidUtf8)?
                     .to_owned();
@@ -147,7 +167,8 @@ pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
 }
 
 impl ProtocolError {
-    /// The close code to send to the peer for this failure.
+    /// The close code to send to the peer for this failure (1002 for input that ended early,
+    /// which only a standalone reader can meet).
     pub fn close_code(&self) -> CloseCode {
         match self {
             ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
@@ -155,7 +176,6 @@ impl ProtocolError {
             | ProtocolError::MessageTooBig { .. }
             | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::BadCompressedData(_) => CloseCode::INVALID_PAYLOAD,
-            ProtocolError::Truncated => CloseCode::ABNORMAL,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -166,24 +186,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_validity_follows_the_registry() {
+    fn only_codes_valid_on_the_wire_can_be_held() {
         for code in 0u16..=5999 {
             let expected = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
-            assert_eq!(CloseCode(code).is_valid_on_wire(), expected, "{code}");
+            assert_eq!(CloseCode::new(code).is_some(), expected, "{code}");
+            assert_eq!(CloseCode::try_from(code).is_ok(), expected, "{code}");
         }
-        for reserved in [1004, 1005, 1006, 1015, 1016, 2999, 5000] {
-            assert!(!CloseCode(reserved).is_valid_on_wire());
+        for reserved in [NO_STATUS, ABNORMAL, TLS_FAILED, 1004, 1016, 2999, 5000] {
+            assert!(CloseCode::new(reserved).is_none());
         }
-    }
-
-    #[test]
-    fn app_codes_are_1000_or_3000_to_4999() {
-        assert!(CloseCode(1000).is_allowed_for_app());
-        assert!(CloseCode(3000).is_allowed_for_app());
-        assert!(CloseCode(4999).is_allowed_for_app());
-        assert!(!CloseCode(1001).is_allowed_for_app());
-        assert!(!CloseCode(2999).is_allowed_for_app());
-        assert!(!CloseCode(5000).is_allowed_for_app());
+        assert_eq!(CloseCode::new(4321).map(u16::from), Some(4321));
     }
 
     #[test]

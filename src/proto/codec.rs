@@ -156,6 +156,8 @@ impl Decoder {
     }
 
     /// Enables permessage-deflate: RSV1 becomes legal on the first frame of a message.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn set_inflater(&mut self, inflater: Option<Inflater>) {
         self.inflater = inflater.map(Box::new);
     }
@@ -573,6 +575,8 @@ impl Encoder {
     }
 
     /// Enables permessage-deflate for data messages of at least `threshold` bytes.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn set_deflater(&mut self, deflater: Option<Deflater>, threshold: usize) {
         self.deflater = deflater.map(Box::new);
         self.threshold = threshold;

@@ -1,7 +1,7 @@
 //! The frame header (RFC 6455 §5.2): incremental decode and encode.
 
 use super::error::ProtocolError;
-pub use super::opcode::OpCode;
+pub(crate) use super::opcode::OpCode;
 
 impl TryFrom<u8> for OpCode {
     type Error = ProtocolError;

@@ -37,13 +37,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::close::{CloseCode, CloseFrame};
+use super::close::{CloseCode, CloseFrame, ABNORMAL, NO_STATUS};
 use super::codec::Received;
 use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
+#[cfg(feature = "deflate")]
 use super::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater};
 use super::error::{ProtocolError, SendError};
 use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
-pub use super::state::ReadyState;
+use super::state::ReadyState;
 use super::Role;
 
 /// Unwritten output (bytes) beyond which PINGs are not answered at once: only the latest one
@@ -90,7 +91,7 @@ impl Default for Config {
 pub struct ErrorEvent {
     /// 1002 for a failed handshake, 1006 for a lost connection or a timeout, or the code of
     /// the peer's protocol violation.
-    pub code: CloseCode,
+    pub code: u16,
     /// A description a person can act on.
     pub reason: String,
 }
@@ -100,7 +101,7 @@ pub struct ErrorEvent {
 pub struct CloseEvent {
     /// The peer's code (1005 if its CLOSE had none), ours after a failure, or 1006 when the
     /// connection ended without a close handshake.
-    pub code: CloseCode,
+    pub code: u16,
     /// The reason that came with it.
     pub reason: String,
     /// Whether the close handshake completed.
@@ -236,6 +237,8 @@ impl Protocol {
     }
 
     /// Turns on permessage-deflate with the negotiated parameters.
+    #[cfg(feature = "deflate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
     pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
         self.decoder
             .set_inflater(Some(Inflater::new(params, self.role)));
@@ -274,9 +277,9 @@ impl Protocol {
         if self.state == ReadyState::Closed {
             return;
         }
-        self.set_error(CloseCode::PROTOCOL_ERROR, reason);
+        self.set_error(CloseCode::PROTOCOL_ERROR.as_u16(), reason);
         self.outcome = Some(Box::new(CloseEvent {
-            code: CloseCode::ABNORMAL,
+            code: ABNORMAL,
             reason: reason.to_owned(),
             clean: false,
         }));
@@ -429,7 +432,7 @@ impl Protocol {
                     buf.clear();
                     if !self.failed {
                         self.outcome = Some(Box::new(CloseEvent {
-                            code: frame.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code),
+                            code: frame.as_ref().map_or(NO_STATUS, |f| f.code.as_u16()),
                             reason: frame.as_ref().map(|f| f.reason.clone()).unwrap_or_default(),
                             clean: true,
                         }));
@@ -489,7 +492,7 @@ impl Protocol {
         self.close_deadline = Some(now + self.config.close_timeout);
     }
 
-    fn set_error(&mut self, code: CloseCode, reason: &str) {
+    fn set_error(&mut self, code: u16, reason: &str) {
         if self.error.is_none() {
             self.error = Some(Box::new(ErrorEvent {
                 code,
@@ -498,8 +501,7 @@ impl Protocol {
         }
     }
 
-    /// Fails the connection: queues a CLOSE with `code` (1002 on the wire for a code that may
-    /// not be sent) unless one was sent, records the error, and from then on reads only to
+    /// Fails the connection: queues a CLOSE with `code` unless one was sent, records the error, and from then on reads only to
     /// drop what comes until the peer's EOF.
     pub fn fail(&mut self, code: CloseCode, reason: &str, now: Instant) {
         self.last_time = self.last_time.max(Some(now));
@@ -507,19 +509,14 @@ impl Protocol {
             return;
         }
         if !self.close_sent {
-            let wire = if code.is_valid_on_wire() {
-                code
-            } else {
-                CloseCode::PROTOCOL_ERROR
-            };
-            let payload = CloseFrame::new(wire, reason).encode();
+            let payload = CloseFrame::new(code, reason).encode();
             self.write_control(OpCode::Close, &payload);
             self.mark_close_sent(now);
         }
         self.failed = true;
-        self.set_error(code, reason);
+        self.set_error(code.as_u16(), reason);
         self.outcome = Some(Box::new(CloseEvent {
-            code,
+            code: code.as_u16(),
             reason: reason.to_owned(),
             clean: false,
         }));
@@ -532,13 +529,13 @@ impl Protocol {
         if self.state == ReadyState::Closed {
             return;
         }
-        self.set_error(CloseCode::ABNORMAL, reason);
+        self.set_error(ABNORMAL, reason);
         match self.outcome.as_mut() {
             // The peer's CLOSE came, ours did not go out: its code stands, not clean.
             Some(o) if self.close_received && !self.failed => o.clean = false,
             _ => {
                 self.outcome = Some(Box::new(CloseEvent {
-                    code: CloseCode::ABNORMAL,
+                    code: ABNORMAL,
                     reason: reason.to_owned(),
                     clean: false,
                 }))
@@ -620,11 +617,11 @@ impl Protocol {
         }
         if !self.close_received && !self.failed {
             self.set_error(
-                CloseCode::ABNORMAL,
+                ABNORMAL,
                 "the connection was lost without a close handshake",
             );
             self.outcome = Some(Box::new(CloseEvent {
-                code: CloseCode::ABNORMAL,
+                code: ABNORMAL,
                 reason: "connection closed without a close handshake".to_owned(),
                 clean: false,
             }));
@@ -830,7 +827,7 @@ impl Protocol {
             ReadyState::Closed => return,
             ReadyState::Connecting => {
                 self.outcome = Some(Box::new(CloseEvent {
-                    code: CloseCode::ABNORMAL,
+                    code: ABNORMAL,
                     reason: "closed before the connection opened".to_owned(),
                     clean: false,
                 }));
@@ -847,7 +844,7 @@ impl Protocol {
         self.mark_close_sent(now);
         if !self.close_received {
             self.outcome = Some(Box::new(CloseEvent {
-                code,
+                code: code.as_u16(),
                 reason: reason.to_owned(),
                 clean: true,
             }));
@@ -956,11 +953,11 @@ mod tests {
             got,
             vec![
                 Event::Error(ErrorEvent {
-                    code: CloseCode::PROTOCOL_ERROR,
+                    code: CloseCode::PROTOCOL_ERROR.as_u16(),
                     reason: "refused".into()
                 }),
                 Event::Closed(CloseEvent {
-                    code: CloseCode::ABNORMAL,
+                    code: ABNORMAL,
                     reason: "refused".into(),
                     clean: false
                 })
@@ -1048,7 +1045,7 @@ mod tests {
     fn close_reply_echoes_the_peers_code_and_reason() {
         let now = Instant::now();
         let (mut c, mut s) = pair(now);
-        c.close(CloseCode(4001), "bye", now);
+        c.close(CloseCode::new(4001).unwrap(), "bye", now);
         assert_eq!(c.state(), ReadyState::Closing);
         assert!(c
             .send(OpCode::Text, Bytes::new(), Compression::Auto)
@@ -1068,7 +1065,7 @@ mod tests {
         s.receive_eof(now);
         assert_eq!(s.state(), ReadyState::Closed);
         let expected = CloseEvent {
-            code: CloseCode(4001),
+            code: 4001,
             reason: "bye".into(),
             clean: true,
         };
@@ -1096,7 +1093,7 @@ mod tests {
         assert!(matches!(
             &events(&mut s, now)[..],
             [Event::Closed(CloseEvent {
-                code: CloseCode::NO_STATUS,
+                code: NO_STATUS,
                 clean: true,
                 ..
             })]
@@ -1132,7 +1129,7 @@ mod tests {
         assert!(matches!(
             &got[1],
             Event::Closed(CloseEvent {
-                code: CloseCode::PROTOCOL_ERROR,
+                code: 1002,
                 clean: false,
                 ..
             })
@@ -1205,11 +1202,11 @@ mod tests {
         c.receive_eof(now);
         assert_eq!(c.state(), ReadyState::Closed);
         let got = events(&mut c, now);
-        assert!(matches!(&got[0], Event::Error(e) if e.code == CloseCode::ABNORMAL));
+        assert!(matches!(&got[0], Event::Error(e) if e.code == ABNORMAL));
         assert!(matches!(
             &got[1],
             Event::Closed(CloseEvent {
-                code: CloseCode::ABNORMAL,
+                code: ABNORMAL,
                 clean: false,
                 ..
             })
@@ -1230,7 +1227,7 @@ mod tests {
         );
         c.handle_timeout(t);
         assert_eq!(c.state(), ReadyState::Closed);
-        assert_eq!(c.close_event().unwrap().code, CloseCode::ABNORMAL);
+        assert_eq!(c.close_event().unwrap().code, ABNORMAL);
         assert!(!c.close_event().unwrap().clean);
     }
 

@@ -66,7 +66,7 @@ impl SocketConfig {
     }
 }
 
-/// What the handshake settled, handed to [`Socket::from_stream`].
+/// What the handshake settled, handed to [`crate::Socket::from_stream`].
 #[derive(Clone, Debug, Default)]
 pub struct Negotiated {
     /// The subprotocol both ends agreed on, if any.

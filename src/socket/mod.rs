@@ -9,14 +9,14 @@
 //!   received. A `send` that finds nothing else waiting writes its frame itself, without a trip
 //!   through the driver; the sends that find a write in progress leave their frames to it, so a
 //!   burst goes out in one vectored write. Every byte leaves from the head of one queue, in order;
-//! - `callbacks.rs`: `on_message` and friends, built on [`Socket::poll_recv`];
+//! - `callbacks.rs`: `on_message` and friends, on the same receive path as [`Socket::recv`];
 //! - `split.rs`: the `Stream` and `Sink` halves; `config.rs`; `prepared.rs`.
 //!
 //! Locks: the core sits under one mutex, taken once per call; the transport's write half sits
 //! under another that application tasks only ever try (`try_lock`), so no task waits on a
 //! syscall that another one makes.
 //!
-//! Messages can be taken by pulling ([`Socket::recv`], the [`futures_core::Stream`] impl,
+//! Messages can be taken by pulling ([`Socket::recv`], or the `Stream` half of
 //! [`Socket::split`]) or through callbacks ([`Socket::on_message`] and friends). Messages that
 //! arrive before either is used wait in the core's bounded queue; when it is full the driver
 //! stops reading, so a slow consumer slows the peer down instead of growing memory.
@@ -28,7 +28,8 @@ mod prepared;
 mod split;
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
@@ -269,6 +270,7 @@ impl Socket {
         inner.lock_writer().attach(write);
         {
             let mut sh = inner.lock();
+            #[cfg(feature = "deflate")]
             if let Some(params) = negotiated.deflate {
                 sh.proto.enable_deflate(params, &negotiated.deflate_config);
             }
@@ -407,8 +409,9 @@ impl Socket {
         }
     }
 
-    /// Queues a message without waiting, even past the write buffer limit.
-    pub fn send_now(&self, msg: impl Into<Message>) -> Result<()> {
+    /// Queues a message without waiting, even past the write buffer limit (the `Sink`, whose
+    /// `poll_ready` did the waiting).
+    pub(crate) fn queue(&self, msg: impl Into<Message>) -> Result<()> {
         let cx = Context::from_waker(Waker::noop());
         match self.poll_queue(&cx, &msg.into(), false) {
             Poll::Ready(r) => r,
@@ -470,7 +473,7 @@ impl Socket {
     }
 
     /// Polls until everything queued so far has been handed to the transport.
-    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut sh = self.inner.lock();
         if self.inner.buffered(&sh) == 0 || sh.proto.state() == ReadyState::Closed {
             return Poll::Ready(Ok(()));
@@ -481,28 +484,16 @@ impl Socket {
         Poll::Pending
     }
 
-    /// Starts the close handshake without waiting: validates `code` (1000 or 3000-4999) and
-    /// queues the CLOSE. A second call, or a call after the peer's CLOSE, does nothing.
-    pub fn start_close(&self, code: u16, reason: &str) -> Result<()> {
-        if !CloseCode(code).is_allowed_for_app() {
-            return Err(Error::InvalidCloseCode(code));
-        }
-        self.close_internal(CloseCode(code), reason);
-        Ok(())
-    }
-
-    /// Starts the close handshake with any code that may be sent on the wire (for example 1001,
-    /// 1008, 1011 or 1013 from a server), without waiting. [`Socket::close`] keeps to the codes
-    /// an application may use (1000, 3000-4999), as browsers do.
-    pub fn start_close_with(&self, code: CloseCode, reason: &str) -> Result<()> {
-        if !code.is_valid_on_wire() {
-            return Err(Error::InvalidCloseCode(code.0));
-        }
-        self.close_internal(code, reason);
-        Ok(())
-    }
-
-    pub(crate) fn close_internal(&self, code: CloseCode, reason: &str) {
+    /// Closes the connection (the seed's `close(code, reason)`): queues a CLOSE with `code`
+    /// and `reason` (cut to 123 bytes) at once, and returns a future that resolves once the
+    /// connection is CLOSED (the peer's CLOSE arrived and the transport ended, or the close
+    /// timeout passed) with how it ended.
+    ///
+    /// The close starts whether or not the future is awaited, so callbacks and other
+    /// synchronous code call it and drop the result. [`CloseCode`] only holds codes that may be
+    /// sent. Closing twice, or after the peer closed, does nothing more. Cancel safety:
+    /// dropping the future leaves the close handshake to complete in the background.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Closing<'_> {
         let mut sh = self.inner.lock();
         sh.proto.close(code, reason, now());
         if sh.proto.state() == ReadyState::Closed {
@@ -511,23 +502,11 @@ impl Socket {
         }
         drop(sh);
         self.inner.notify_driver();
-    }
-
-    /// Closes the connection (the seed's `close(code = 1000, reason = "")`): sends CLOSE with
-    /// `code` and `reason` and waits until the connection is closed (the peer's CLOSE arrived
-    /// and the transport ended, or the close timeout passed).
-    ///
-    /// Only 1000 and 3000-4999 are accepted ([`Error::InvalidCloseCode`] otherwise). Closing
-    /// twice, or after the peer closed, is not an error. Cancel safety: if dropped after the
-    /// CLOSE was queued, the close handshake still completes in the background.
-    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
-        self.start_close(code, reason)?;
-        self.closed().await;
-        Ok(())
+        Closing { socket: self }
     }
 
     /// Polls until the socket is CLOSED (see [`Socket::closed`]).
-    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseEvent> {
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseEvent> {
         let mut sh = self.inner.lock();
         match sh.proto.close_event() {
             Some(ev) => Poll::Ready(ev.clone()),
@@ -549,7 +528,7 @@ impl Socket {
     }
 
     /// Polls for the next message (see [`Socket::recv`]).
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
         let mut sh = self.inner.lock();
         poll_recv_locked(&self.inner, &mut sh, cx)
     }
@@ -563,11 +542,6 @@ impl Socket {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// A `Stream` of this socket's messages (a [`SocketReader`] on a new handle).
-    pub fn stream(&self) -> SocketReader {
-        SocketReader::new(self.clone())
-    }
-
     /// Splits into a reader (a `Stream` of messages) and a writer (a `Sink` of messages). Both
     /// halves drive the same connection: PINGs keep being answered and the close handshake
     /// completes whichever half is in use.
@@ -576,6 +550,21 @@ impl Socket {
             SocketReader::new(self.clone()),
             SocketWriter::new(self.clone()),
         )
+    }
+}
+
+/// What [`Socket::close`] returns: the close handshake is already under way; awaiting this
+/// waits until the connection is CLOSED and gives the close event.
+#[derive(Debug)]
+pub struct Closing<'a> {
+    socket: &'a Socket,
+}
+
+impl Future for Closing<'_> {
+    type Output = CloseEvent;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseEvent> {
+        self.socket.poll_closed(cx)
     }
 }
 
@@ -605,7 +594,7 @@ fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Re
         inner.notify_driver();
     }
     if let Some(m) = got {
-        return Poll::Ready(Ok(Message::from_received(m, inner.config.max_payload)));
+        return Poll::Ready(Ok(Message::from_received(m)));
     }
     if let Some(closed) = sh.proto.close_event() {
         return Poll::Ready(Err(match sh.proto.error() {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::error::Result;
-use crate::message::Message;
+use crate::message::{Message, MessageCodec};
 use crate::proto::{OpCode, SendError};
 
 /// A message framed once, to be sent to many server sockets without re-encoding (a broadcast):
@@ -21,12 +21,11 @@ impl PreparedMessage {
     /// Frames `msg` (TEXT, BINARY, PING or PONG) once.
     pub fn new(msg: impl Into<Message>) -> Result<Self> {
         let mut message = msg.into();
-        message.set_masked(false);
         message.set_compress(false);
         if matches!(message.kind(), OpCode::Close | OpCode::Continue) {
             return Err(SendError::NotSendable(message.kind()).into());
         }
-        let frame = message.encode()?.freeze();
+        let frame = MessageCodec::new().masked(false).encode(&message)?.freeze();
         Ok(PreparedMessage { message, frame })
     }
 

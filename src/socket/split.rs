@@ -37,7 +37,8 @@ impl SocketReader {
 impl futures_core::Stream for SocketReader {
     type Item = Result<Message>;
 
-    /// Yields each message; at the end, one `Err` if the connection failed, then `None`.
+    /// Yields each message; at the end, one `Err` if the connection failed (not after a clean
+    /// close), then `None`.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
@@ -81,8 +82,8 @@ impl SocketWriter {
     }
 
     /// Closes the connection (see [`Socket::close`]).
-    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
-        self.socket.close(code, reason).await
+    pub fn close(&self, code: CloseCode, reason: &str) -> super::Closing<'_> {
+        self.socket.close(code, reason)
     }
 
     /// The socket this half belongs to.
@@ -106,7 +107,7 @@ impl futures_sink::Sink<Message> for SocketWriter {
     }
 
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        self.socket.send_now(item)
+        self.socket.queue(item)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
@@ -116,7 +117,7 @@ impl futures_sink::Sink<Message> for SocketWriter {
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if !self.closing {
             self.closing = true;
-            self.socket.close_internal(CloseCode::NORMAL, "");
+            self.socket.close(CloseCode::NORMAL, "");
         }
         self.socket.poll_closed(cx).map(|_| Ok(()))
     }

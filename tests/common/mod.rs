@@ -7,8 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wsx::proto::codec::write_frame;
-use wsx::proto::{FrameHeader, OpCode};
+use wsx::proto::{write_frame, FrameHeader, OpCode};
 use wsx::{AcceptOptions, Socket};
 
 /// Every test is bounded by this.

@@ -33,18 +33,32 @@
 //! peer's is always correct, zlib-rs allocates the 32 KiB window regardless, and it keeps
 //! `reset()` allocation-free.
 
+#[cfg(feature = "deflate")]
 use super::Role;
 
+#[cfg(feature = "deflate")]
 mod compress;
+#[cfg(not(feature = "deflate"))]
+mod disabled;
+#[cfg(feature = "deflate")]
 mod inflate;
 mod negotiate;
 
+#[cfg(feature = "deflate")]
 pub use compress::{compress_message, Deflater};
+#[cfg(not(feature = "deflate"))]
+pub(crate) use disabled::{Deflater, Inflater};
+#[cfg(feature = "deflate")]
 pub use inflate::{decompress_message, Inflater};
 pub use negotiate::NegotiationError;
 
+/// Whether this build compresses (feature `deflate`). Without it, permessage-deflate is never
+/// offered nor accepted, and the options' `deflate` is ignored.
+pub const AVAILABLE: bool = cfg!(feature = "deflate");
+
 /// The tail of a sync flush (an empty stored block) that RFC 7692 §7.2.1 strips from every
 /// message and §7.2.2 appends again before inflating.
+#[cfg(feature = "deflate")]
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// The smallest and largest LZ77 window (base-2 logarithm) RFC 7692 allows.
@@ -53,6 +67,7 @@ const MAX_WINDOW_BITS: u8 = 15;
 
 /// The largest output chunk offered to zlib at once, in either direction: output space is
 /// zero-filled before zlib writes to it (no `unsafe` here), so chunks stay moderate.
+#[cfg(feature = "deflate")]
 const MAX_CHUNK: usize = 256 * 1024;
 
 /// Parameters of a standalone message (the seed's `Message` with `compress` set): no context
@@ -174,6 +189,7 @@ impl Default for DeflateParams {
 
 impl DeflateParams {
     /// `(no_context_takeover, max_window_bits)` of the compressor run by `sender`.
+    #[cfg(feature = "deflate")]
     fn side(&self, sender: Role) -> (bool, u8) {
         match sender {
             Role::Server => (self.server_no_context_takeover, self.server_max_window_bits),
@@ -182,7 +198,7 @@ impl DeflateParams {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "deflate"))]
 mod test_support {
     use bytes::BytesMut;
 
@@ -249,7 +265,7 @@ mod test_support {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "deflate"))]
 mod tests {
     use bytes::BytesMut;
 

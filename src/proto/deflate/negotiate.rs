@@ -53,6 +53,9 @@ impl DeflateConfig {
         &self,
         header_values: impl IntoIterator<Item = &'a str>,
     ) -> Option<(DeflateParams, String)> {
+        if !super::AVAILABLE {
+            return None;
+        }
         for value in header_values {
             for element in parse_elements(value) {
                 let Ok(element) = element else { continue };
@@ -317,7 +320,7 @@ fn parse_window_bits(param: &str, value: &str) -> Result<u8, NegotiationError> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "deflate"))]
 mod tests {
     use super::super::test_support::*;
     use super::super::{Deflater, Inflater};
