@@ -75,3 +75,100 @@ async fn a_protocol_error_with_nothing_pending_fails_at_once() {
         .unwrap();
     assert_eq!((got[0], &got[2..4]), (0x88, &[0x03, 0xef][..]));
 }
+
+/// A server socket over one end of a pipe, handed to `app`; the test speaks raw frames on the
+/// other end.
+fn server_with(
+    app: impl FnOnce(Socket) -> tokio::task::JoinHandle<()>,
+) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let stream = WsStream::from_transport(theirs, BytesMut::new());
+    let socket = Socket::from_stream(
+        stream,
+        Role::Server,
+        Negotiated::default(),
+        SocketConfig::default(),
+        "/",
+        "",
+    );
+    (ours, app(socket))
+}
+
+/// Reads one unmasked server frame's opcode and payload (payloads under 126 bytes).
+async fn read_small_frame(peer: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    peer.read_exact(&mut h).await.unwrap();
+    let mut payload = vec![0u8; usize::from(h[1] & 0x7f)];
+    peer.read_exact(&mut payload).await.unwrap();
+    (h[0] & 0x0f, payload)
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_while_the_application_is_away_from_recv() {
+    // The application takes one message (reading the transport itself, as a waiting `recv`
+    // does) and then stays away from `recv`: the transport's readiness must go back to the
+    // driver, which answers the PING meanwhile. Over TCP, where a read that returns data
+    // leaves nobody registered for the next readiness unless the reader reads on to the end.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (tcp, _) = listener.accept().await.unwrap();
+    let socket = Socket::from_stream(
+        WsStream::from(tcp),
+        Role::Server,
+        Negotiated::default(),
+        SocketConfig::default(),
+        "/",
+        "",
+    );
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+    let app = tokio::spawn(async move {
+        let msg = socket.recv().await.unwrap();
+        let _ = got_tx.send(msg);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    // Give the application time to wait in `recv` (and take the readiness) first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    peer.write_all(&client_frame(0x81, b"first")).await.unwrap();
+    let msg = got_rx.await.unwrap();
+    assert_eq!(msg.as_text(), Some("first"));
+    peer.write_all(&client_frame(0x89, b"are you there"))
+        .await
+        .unwrap();
+    let mut h = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut h))
+        .await
+        .expect("the PING was not answered while the application was away")
+        .unwrap();
+    let mut payload = vec![0u8; usize::from(h[1] & 0x7f)];
+    peer.read_exact(&mut payload).await.unwrap();
+    assert_eq!((h[0] & 0x0f, &payload[..]), (0xa, &b"are you there"[..]));
+    app.abort();
+}
+
+#[tokio::test]
+async fn a_dropped_recv_hands_reading_back_to_the_driver() {
+    // A `recv` given up on (a timeout) had taken the transport's readiness; once it is
+    // dropped the driver reads again, so a PING is answered though nobody calls `recv`.
+    let (waited_tx, waited_rx) = tokio::sync::oneshot::channel();
+    let (mut peer, app) = server_with(|socket| {
+        tokio::spawn(async move {
+            let r = tokio::time::timeout(Duration::from_millis(50), socket.recv()).await;
+            assert!(r.is_err(), "nothing was sent yet");
+            let _ = waited_tx.send(());
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        })
+    });
+    waited_rx.await.unwrap();
+    peer.write_all(&client_frame(0x89, b"hello?"))
+        .await
+        .unwrap();
+    let (op, payload) = tokio::time::timeout(Duration::from_secs(5), read_small_frame(&mut peer))
+        .await
+        .expect("the PING was not answered after the recv was dropped");
+    assert_eq!((op, &payload[..]), (0xa, &b"hello?"[..]));
+    app.abort();
+}
