@@ -5,6 +5,10 @@
 //! everything about the connection. Around it:
 //! - `driver.rs`: one task per connection that reads, writes and sleeps until the core's next
 //!   deadline, and does nothing else;
+//! - `reader.rs`: the transport's read half, which a task waiting in [`Socket::recv`] with
+//!   nothing queued reads itself (one wake-up per message instead of two: the driver's and then
+//!   the receiver's), and the waker that sends read readiness to that receiver while it waits
+//!   and to the driver otherwise;
 //! - this file: the public API, which queues what the application sends and takes what the core
 //!   received. A `send` that finds nothing else waiting writes its frame itself, without a trip
 //!   through the driver; the sends that find a write in progress leave their frames to it, so a
@@ -65,6 +69,16 @@ impl Wakers {
     fn wake_all(&mut self) {
         for w in self.0.drain(..) {
             w.wake();
+        }
+    }
+
+    /// Wakes everyone but the task of `own` (which is running and sees the news itself), and
+    /// forgets them all.
+    fn wake_others(&mut self, own: &Waker) {
+        for w in self.0.drain(..) {
+            if !w.will_wake(own) {
+                w.wake();
+            }
         }
     }
 
@@ -610,8 +624,10 @@ impl Receiver<'_> {
             } else {
                 None
             };
+            // Whoever delivers next wakes us: the driver, or another handle's `recv` that
+            // took the readiness from us.
+            sh.recv_wakers.register(cx.waker());
             let Some(mut reader) = reader else {
-                sh.recv_wakers.register(cx.waker());
                 return Poll::Pending;
             };
             drop(sh);
@@ -630,7 +646,7 @@ impl Receiver<'_> {
                 let mut sh = inner.lock();
                 if reader.deliver(&mut sh.proto, read, now()) > 0 {
                     // Others waiting (another handle's `recv`, the callbacks) see it too.
-                    sh.recv_wakers.wake_all();
+                    sh.recv_wakers.wake_others(cx.waker());
                     callbacks::wake(&mut sh);
                 }
                 // What only the driver does: end the connection, half-close after a failure,

@@ -18,22 +18,14 @@ fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 
 /// An echo server over one end of a pipe; the test speaks raw frames on the other.
 fn echo_server() -> tokio::io::DuplexStream {
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let stream = WsStream::from_transport(theirs, BytesMut::new());
-    let socket = Socket::from_stream(
-        stream,
-        Role::Server,
-        Negotiated::default(),
-        SocketConfig::default(),
-        "/",
-        "",
-    );
-    tokio::spawn(async move {
-        while let Ok(msg) = socket.recv().await {
-            if socket.send(msg).await.is_err() {
-                break;
+    let (ours, _app) = server_with(|socket| {
+        tokio::spawn(async move {
+            while let Ok(msg) = socket.recv().await {
+                if socket.send(msg).await.is_err() {
+                    break;
+                }
             }
-        }
+        })
     });
     ours
 }
@@ -170,5 +162,47 @@ async fn a_dropped_recv_hands_reading_back_to_the_driver() {
         .await
         .expect("the PING was not answered after the recv was dropped");
     assert_eq!((op, &payload[..]), (0xa, &b"hello?"[..]));
+    app.abort();
+}
+
+#[tokio::test]
+async fn two_handles_waiting_in_recv_both_get_a_message() {
+    // Both wait with nothing queued; the second to start reading takes the transport's
+    // readiness from the first. Whichever gets the first message, the other must still be
+    // woken for the second, whoever reads it.
+    let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut peer, app) = server_with(|socket| {
+        tokio::spawn(async move {
+            let mut waiting = Vec::new();
+            for _ in 0..2 {
+                let s = socket.clone();
+                let tx = results_tx.clone();
+                waiting.push(tokio::spawn(async move {
+                    let _ = tx.send(s.recv().await.map(|m| m.into_body()));
+                }));
+                tokio::task::yield_now().await;
+            }
+            for w in waiting {
+                let _ = w.await;
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    peer.write_all(&client_frame(0x82, b"one")).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), results_rx.recv())
+        .await
+        .expect("no receiver got the first message")
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    peer.write_all(&client_frame(0x82, b"two")).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), results_rx.recv())
+        .await
+        .expect("the other receiver was never woken for the second message")
+        .unwrap()
+        .unwrap();
+    assert_eq!((&first[..], &second[..]), (&b"one"[..], &b"two"[..]));
     app.abort();
 }
