@@ -618,9 +618,11 @@ impl Receiver<'_> {
                 return Poll::Ready(next);
             }
             // Nothing queued: read for ourselves if the core wants input and nobody else is
-            // reading; otherwise whoever reads wakes us.
+            // reading; otherwise whoever reads wakes us. Only on plain TCP: over a split
+            // transport (TLS, in-memory pipes), whose halves share one lock, the nearly-full
+            // pipe test lost a wake-up this way, so the driver alone reads those.
             let reader = if sh.proto.wants_read() {
-                inner.reader.try_lock().ok().filter(|r| r.attached())
+                inner.reader.try_lock().ok().filter(|r| r.is_tcp())
             } else {
                 None
             };

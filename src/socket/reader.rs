@@ -142,9 +142,9 @@ impl Reader {
         self.wanted = 1;
     }
 
-    /// Whether there is a transport to read.
-    pub(super) fn attached(&self) -> bool {
-        self.io.is_some()
+    /// Whether there is a plain TCP transport to read (the one a waiting receiver reads).
+    pub(super) fn is_tcp(&self) -> bool {
+        matches!(self.io, Some(ReadHalf::Tcp(_)))
     }
 
     /// Drops the read half (the connection is over).

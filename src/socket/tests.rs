@@ -1,8 +1,6 @@
-//! State tests of the socket over an in-memory pipe, speaking raw frames on the other end.
+//! State tests of the socket over TCP on 127.0.0.1, speaking raw frames on the other end.
 
 use std::time::Duration;
-
-use bytes::BytesMut;
 
 use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,8 +14,8 @@ fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An echo server over one end of a pipe; the test speaks raw frames on the other.
-fn echo_server() -> tokio::io::DuplexStream {
+/// An echo server over TCP on 127.0.0.1; the test speaks raw frames on the other end.
+async fn echo_server() -> tokio::net::TcpStream {
     let (ours, _app) = server_with(|socket| {
         tokio::spawn(async move {
             while let Ok(msg) = socket.recv().await {
@@ -26,7 +24,8 @@ fn echo_server() -> tokio::io::DuplexStream {
                 }
             }
         })
-    });
+    })
+    .await;
     ours
 }
 
@@ -34,7 +33,7 @@ fn echo_server() -> tokio::io::DuplexStream {
 async fn messages_before_a_protocol_error_are_echoed_before_the_close() {
     // Autobahn 3.2 / 4.1.3 / 5.15: a valid message, then a bad frame (RSV2), then a PING,
     // all in one write. The echo must come first, then CLOSE 1002, then EOF.
-    let mut peer = echo_server();
+    let mut peer = echo_server().await;
     let mut wire = client_frame(0x81, b"Hello");
     wire.extend(client_frame(0xa1, b"Hello"));
     wire.extend(client_frame(0x89, b""));
@@ -52,7 +51,7 @@ async fn messages_before_a_protocol_error_are_echoed_before_the_close() {
 async fn a_protocol_error_with_nothing_pending_fails_at_once() {
     // Autobahn 6.4.x: invalid UTF-8 inside a frame still arriving fails the connection
     // without waiting for the rest of the frame.
-    let mut peer = echo_server();
+    let mut peer = echo_server().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     // A header announcing 100 bytes, then 3 of them: "ok" and 0xff.
     let key = [7u8, 1, 9, 3];
@@ -68,15 +67,18 @@ async fn a_protocol_error_with_nothing_pending_fails_at_once() {
     assert_eq!((got[0], &got[2..4]), (0x88, &[0x03, 0xef][..]));
 }
 
-/// A server socket over one end of a pipe, handed to `app`; the test speaks raw frames on the
-/// other end.
-fn server_with(
+/// A server socket over a TCP connection on 127.0.0.1, handed to `app`; the test speaks raw
+/// frames on the other end.
+async fn server_with(
     app: impl FnOnce(Socket) -> tokio::task::JoinHandle<()>,
-) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let stream = WsStream::from_transport(theirs, BytesMut::new());
+) -> (tokio::net::TcpStream, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (theirs, _) = listener.accept().await.unwrap();
     let socket = Socket::from_stream(
-        stream,
+        WsStream::from(theirs),
         Role::Server,
         Negotiated::default(),
         SocketConfig::default(),
@@ -87,7 +89,7 @@ fn server_with(
 }
 
 /// Reads one unmasked server frame's opcode and payload (payloads under 126 bytes).
-async fn read_small_frame(peer: &mut tokio::io::DuplexStream) -> (u8, Vec<u8>) {
+async fn read_small_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
     peer.read_exact(&mut h).await.unwrap();
     let mut payload = vec![0u8; usize::from(h[1] & 0x7f)];
@@ -153,7 +155,8 @@ async fn a_dropped_recv_hands_reading_back_to_the_driver() {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(socket);
         })
-    });
+    })
+    .await;
     waited_rx.await.unwrap();
     peer.write_all(&client_frame(0x89, b"hello?"))
         .await
@@ -188,7 +191,8 @@ async fn two_handles_waiting_in_recv_both_get_a_message() {
             tokio::time::sleep(Duration::from_secs(30)).await;
             drop(socket);
         })
-    });
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     peer.write_all(&client_frame(0x82, b"one")).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), results_rx.recv())
