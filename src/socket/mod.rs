@@ -6,7 +6,7 @@
 //! - `driver.rs`: one task per connection that reads, writes and sleeps until the core's next
 //!   deadline, and does nothing else;
 //! - `reader.rs`: the transport's read half, which a task waiting in [`Socket::recv`] with
-//!   nothing queued reads itself (one wake-up per message instead of two: the driver's and then
+//!   nothing queued reads itself on plain TCP (one wake-up per message instead of two: the driver's and then
 //!   the receiver's), and the waker that sends read readiness to that receiver while it waits
 //!   and to the driver otherwise;
 //! - this file: the public API, which queues what the application sends and takes what the core
