@@ -9,14 +9,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use tokio::io::AsyncWrite;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-use super::reader::Reader;
 use super::{callbacks, finish, now, Inner};
-use crate::proto::{Output, ReadyState};
-use crate::transport::WriteHalf;
+use crate::proto::{FrameHeader, Output, ReadyState};
+use crate::transport::{ReadHalf, WriteHalf};
 
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// The stack buffer an idle connection reads into.
+const IDLE_READ: usize = 4096;
+/// Room left past the end of the frame being read: a read that does not fill the buffer tells
+/// the runtime the socket is drained, which saves a read that would only find it empty.
+const READ_SLACK: usize = 1024;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -151,30 +158,127 @@ struct Report {
 /// The driver task of one connection.
 pub(super) struct Driver {
     inner: Arc<Inner>,
+    io: Option<ReadHalf>,
+    rbuf: BytesMut,
     /// Whether the core wants reading (from the last pass).
     reading: bool,
+    /// `rbuf` may hold bytes not decoded yet: read past the handshake, or left when the core's
+    /// receive queue filled up.
+    undecoded: bool,
     /// The writer has bytes (or a flush) waiting for the transport.
     write_wanted: bool,
     report: Option<Report>,
     first: bool,
+    /// How many more bytes the core wants in `rbuf` (from the last pass).
+    wanted: usize,
     /// A sender held the writer: the next pass takes the output.
     retry: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
+    /// The size of the large frame the last message started with (0 after a small one): how
+    /// much to read at once when the next one comes.
+    read_hint: usize,
+}
+
+/// The size (up to 1 MiB) of the frame that `data` starts with, if that is more than
+/// [`IDLE_READ`]; 0 for a smaller frame or an incomplete header.
+fn large_frame(data: &[u8]) -> usize {
+    match FrameHeader::decode(data) {
+        Ok(Some((h, header_len))) => {
+            let len = (header_len as u64)
+                .saturating_add(h.payload_len)
+                .min(1 << 20) as usize;
+            if len > IDLE_READ {
+                len
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
 }
 
 impl Driver {
-    pub(super) fn new(inner: Arc<Inner>) -> Driver {
+    pub(super) fn new(inner: Arc<Inner>, io: ReadHalf, prefix: BytesMut) -> Driver {
         Driver {
             inner,
+            io: Some(io),
+            undecoded: !prefix.is_empty(),
+            rbuf: prefix,
             reading: true,
             write_wanted: false,
             report: None,
             first: true,
+            wanted: 1,
             retry: false,
             sleep: None,
             deadline: None,
+            read_hint: 0,
         }
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Pending;
+        };
+        if self.rbuf.is_empty() {
+            // Between messages an idle connection holds no read buffer at all (it is given back
+            // once everything is decoded).
+            if self.read_hint > 0 {
+                // The last message started with a large frame: read the next one straight into
+                // a buffer of that size (one read, no copy); give the buffer back if nothing
+                // came. On TCP, wait for readability first, so that a driver woken for other
+                // reasons does not allocate the buffer for nothing.
+                if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
+                    return Poll::Ready(Err(e));
+                }
+                self.rbuf.reserve(self.read_hint + READ_SLACK);
+                let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf);
+                if self.rbuf.is_empty() {
+                    self.rbuf = BytesMut::new();
+                } else {
+                    self.read_hint = large_frame(&self.rbuf);
+                }
+                return poll;
+            }
+            // Small messages: read into the stack (uninitialized: nothing to zero) and copy
+            // what came into a buffer of its size.
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut buf = ReadBuf::uninit(&mut stack);
+            return match Pin::new(io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    let data = buf.filled();
+                    let n = data.len();
+                    if n > 0 {
+                        // Room for the whole frame that starts here (up to 1 MiB), so that the
+                        // next read can take the rest of it at once.
+                        self.read_hint = large_frame(data);
+                        let room = if self.read_hint > n {
+                            self.read_hint + READ_SLACK
+                        } else {
+                            n
+                        };
+                        let room = if n == IDLE_READ {
+                            room.max(READ_CHUNK)
+                        } else {
+                            room
+                        };
+                        self.rbuf.reserve(room);
+                        self.rbuf.extend_from_slice(data);
+                    }
+                    Poll::Ready(Ok(n))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        let wanted = self.wanted;
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        if spare < READ_CHUNK / 4 || wanted > spare {
+            self.rbuf
+                .reserve(wanted.clamp(READ_CHUNK, 1 << 20) + READ_SLACK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf)
     }
 
     /// One pass: feeds what was read (and what the last write did) to the core, runs its
@@ -183,7 +287,6 @@ impl Driver {
     fn pass(
         &mut self,
         read: Poll<std::io::Result<usize>>,
-        mut reader: Option<&mut Reader>,
         timer_due: bool,
         cx: &mut Context<'_>,
     ) -> Option<bool> {
@@ -192,11 +295,16 @@ impl Driver {
         let mut sh = inner.lock();
         let shared = &mut *sh;
         let proto = &mut shared.proto;
-        let delivered = match reader.as_deref_mut() {
-            Some(r) => r.deliver(proto, read, now),
-            // A receiver is reading; it tells us if what it read needs us.
-            None => 0,
-        };
+        let mut delivered = 0;
+        match read {
+            Poll::Ready(Ok(0)) => proto.receive_eof(now),
+            Poll::Ready(Ok(_)) => delivered += proto.receive_data(&mut self.rbuf, now),
+            Poll::Ready(Err(e)) => proto.transport_error(&e.to_string()),
+            Poll::Pending => {}
+        }
+        if self.undecoded && !proto.queue_full() {
+            delivered += proto.receive_data(&mut self.rbuf, now);
+        }
         if let Some(r) = self.report.take() {
             match r.error {
                 Some(e) => proto.transport_error(&e),
@@ -234,13 +342,17 @@ impl Driver {
                 Err(_) => self.retry = true,
             }
         }
+        self.undecoded = !self.rbuf.is_empty() && proto.queue_full();
         let was_reading = std::mem::replace(&mut self.reading, proto.wants_read());
+        self.wanted = proto.bytes_wanted(&self.rbuf);
         let deadline = proto.poll_timeout();
-        shared.driver_deadline = deadline;
         let closed = proto.state() == ReadyState::Closed;
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Everything is decoded: give the buffer back (messages keep their own slices).
+            self.rbuf = BytesMut::new();
+        }
         if delivered > 0 {
             shared.recv_wakers.wake_all();
-            inner.wakeup.wake_receiver();
             callbacks::wake(shared);
         }
         if !shared.send_wakers.is_empty()
@@ -256,10 +368,7 @@ impl Driver {
             // Dropping the halves closes the transport; the peer's EOF was read, or the close
             // timeout passed, so no unread input makes the kernel answer with a reset.
             inner.lock_writer().half = None;
-            match reader {
-                Some(r) => r.detach(),
-                None => inner.lock_reader().detach(),
-            }
+            self.io = None;
             inner.unwritten.store(0, Ordering::Release);
             return None;
         }
@@ -324,24 +433,19 @@ impl Future for Driver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let inner = this.inner.clone();
-        inner.wakeup.register_driver(cx);
-        // The transport is read with the shared waker, which sends its readiness to a receiver
-        // waiting in `recv` when there is one, and here otherwise.
-        let mut read_cx = Context::from_waker(&inner.read_waker);
+        this.inner.driver.register(cx.waker());
         // A pass runs when something happened; `force` makes one run anyway (the first poll,
         // and after a pass that changed what the next one would see).
         let mut force = std::mem::take(&mut this.first);
         let mut retried = false;
         loop {
-            // Read first, outside the core's lock; a receiver holding the reader reads instead.
-            let mut reader = inner.reader.try_lock().ok();
-            let read = match reader.as_deref_mut() {
-                Some(r) if this.reading => r.read(&mut read_cx),
-                // (A receiver holding it tells us when what it read needs us.)
-                _ => Poll::Pending,
+            // Read first, outside any lock.
+            let read = if this.reading {
+                this.read(cx)
+            } else {
+                Poll::Pending
             };
-            let notified = inner.wakeup.take_notified();
+            let notified = this.inner.notified.swap(false, Ordering::AcqRel);
             let timer_due = match (&mut this.sleep, this.deadline) {
                 (Some(s), Some(_)) => s.as_mut().poll(cx).is_ready(),
                 _ => false,
@@ -351,9 +455,7 @@ impl Future for Driver {
                 return Poll::Pending;
             }
             let was_ready = read.is_ready();
-            let result = this.pass(read, reader.as_deref_mut(), timer_due, cx);
-            drop(reader);
-            match result {
+            match this.pass(read, timer_due, cx) {
                 None => return Poll::Ready(()),
                 Some(again) if again || was_ready => force = again,
                 Some(_) if this.report.is_some() && !retried => {

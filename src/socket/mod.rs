@@ -5,10 +5,6 @@
 //! everything about the connection. Around it:
 //! - `driver.rs`: one task per connection that reads, writes and sleeps until the core's next
 //!   deadline, and does nothing else;
-//! - `reader.rs`: the transport's read half, which a task waiting in [`Socket::recv`] with
-//!   nothing queued reads itself on plain TCP (one wake-up per message instead of two: the driver's and then
-//!   the receiver's), and the waker that sends read readiness to that receiver while it waits
-//!   and to the driver otherwise;
 //! - this file: the public API, which queues what the application sends and takes what the core
 //!   received. A `send` that finds nothing else waiting writes its frame itself, without a trip
 //!   through the driver; the sends that find a write in progress leave their frames to it, so a
@@ -29,18 +25,18 @@ mod callbacks;
 mod config;
 mod driver;
 mod prepared;
-mod reader;
 mod split;
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -54,7 +50,6 @@ pub use split::{SocketReader, SocketWriter};
 
 use callbacks::Callbacks;
 use driver::Writer;
-use reader::{Reader, Wakeup};
 
 #[derive(Default)]
 struct Wakers(Vec<Waker>);
@@ -72,16 +67,6 @@ impl Wakers {
         }
     }
 
-    /// Wakes everyone but the task of `own` (which is running and sees the news itself), and
-    /// forgets them all.
-    fn wake_others(&mut self, own: &Waker) {
-        for w in self.0.drain(..) {
-            if !w.will_wake(own) {
-                w.wake();
-            }
-        }
-    }
-
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -94,8 +79,6 @@ struct Shared {
     send_wakers: Wakers,
     close_wakers: Wakers,
     callbacks: Callbacks,
-    /// The deadline the driver sleeps until (from its last pass).
-    driver_deadline: Option<Instant>,
 }
 
 struct Inner {
@@ -111,13 +94,9 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Bytes in the writer not yet accepted by the transport (read without its lock).
     unwritten: AtomicUsize,
-    /// The transport's read half, read by the driver or by a waiting receiver (only ever
-    /// `try_lock`ed while the core's lock is held).
-    reader: Mutex<Reader>,
-    /// The driver's waker, and where read readiness goes.
-    wakeup: Arc<Wakeup>,
-    /// `wakeup` as the waker every read of the transport registers.
-    read_waker: Waker,
+    driver: AtomicWaker,
+    /// The driver has something to do that no I/O readiness will tell it.
+    notified: AtomicBool,
 }
 
 /// `std::time::Instant` from tokio's clock (so that tests with a paused clock see it too).
@@ -136,12 +115,9 @@ impl Inner {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_reader(&self) -> MutexGuard<'_, Reader> {
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn notify_driver(&self) {
-        self.wakeup.notify_driver();
+        self.notified.store(true, Ordering::Release);
+        self.driver.wake();
     }
 
     /// Bytes queued and not yet accepted by the transport: the core's output plus what the
@@ -243,7 +219,6 @@ impl Socket {
         config: SocketConfig,
     ) -> Socket {
         let proto = Protocol::new(role, config.protocol());
-        let wakeup = Arc::new(Wakeup::default());
         Socket {
             inner: Arc::new(Inner {
                 role,
@@ -259,13 +234,11 @@ impl Socket {
                     send_wakers: Wakers::default(),
                     close_wakers: Wakers::default(),
                     callbacks: Callbacks::default(),
-                    driver_deadline: None,
                 }),
                 writer: Mutex::new(Writer::default()),
                 unwritten: AtomicUsize::new(0),
-                reader: Mutex::new(Reader::default()),
-                read_waker: Waker::from(wakeup.clone()),
-                wakeup,
+                driver: AtomicWaker::new(),
+                notified: AtomicBool::new(false),
             }),
         }
     }
@@ -295,7 +268,6 @@ impl Socket {
         let (transport, prefix) = stream.into_parts();
         let (read, write) = transport.split();
         inner.lock_writer().attach(write);
-        inner.lock_reader().attach(read, prefix);
         {
             let mut sh = inner.lock();
             #[cfg(feature = "deflate")]
@@ -307,7 +279,7 @@ impl Socket {
             sh.send_wakers.wake_all();
             callbacks::wake(&mut sh);
         }
-        tokio::spawn(driver::Driver::new(inner.clone()));
+        tokio::spawn(driver::Driver::new(inner.clone(), read, prefix));
     }
 
     /// Fails a CONNECTING socket: error event (1002), then close event (1006).
@@ -567,11 +539,7 @@ impl Socket {
     /// Cancel safety: cancel-safe. A message is taken from the queue only by a call that
     /// returns it, so dropping `recv()` (in a `select!`, say) loses nothing.
     pub async fn recv(&self) -> Result<Message> {
-        let mut receiver = Receiver {
-            inner: &self.inner,
-            receiving: false,
-        };
-        poll_fn(|cx| receiver.poll(cx)).await
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Splits into a reader (a `Stream` of messages) and a writer (a `Sink` of messages). Both
@@ -600,109 +568,9 @@ impl Future for Closing<'_> {
     }
 }
 
-/// A task waiting in [`Socket::recv`]. With nothing queued it reads the transport itself when
-/// the reader is free, instead of waiting for the driver to read and wake it.
-struct Receiver<'a> {
-    inner: &'a Inner,
-    /// Read readiness comes to this task (see [`Wakeup`]).
-    receiving: bool,
-}
-
-impl Receiver<'_> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
-        let inner = self.inner;
-        loop {
-            let mut sh = inner.lock();
-            if let Some(next) = take_next(inner, &mut sh) {
-                self.stop();
-                return Poll::Ready(next);
-            }
-            // Nothing queued: read for ourselves if the core wants input and nobody else is
-            // reading; otherwise whoever reads wakes us. Only on plain TCP: over a split
-            // transport (TLS, in-memory pipes), whose halves share one lock, the nearly-full
-            // pipe test lost a wake-up this way, so the driver alone reads those.
-            let reader = if sh.proto.wants_read() {
-                inner.reader.try_lock().ok().filter(|r| r.is_tcp())
-            } else {
-                None
-            };
-            // Whoever delivers next wakes us: the driver, or another handle's `recv` that
-            // took the readiness from us.
-            sh.recv_wakers.register(cx.waker());
-            let Some(mut reader) = reader else {
-                return Poll::Pending;
-            };
-            drop(sh);
-            self.receiving = true;
-            inner.wakeup.start_receiving(cx);
-            // Read until the transport has no more (so that its readiness is awaited again,
-            // by whoever waits next) or the core wants no more.
-            let mut delivered = false;
-            loop {
-                let read = reader.read(&mut Context::from_waker(&inner.read_waker));
-                if read.is_pending() && !reader.undecoded {
-                    break;
-                }
-                delivered = true;
-                let end = matches!(read, Poll::Ready(Ok(0)) | Poll::Ready(Err(_)));
-                let mut sh = inner.lock();
-                if reader.deliver(&mut sh.proto, read, now()) > 0 {
-                    // Others waiting (another handle's `recv`, the callbacks) see it too.
-                    sh.recv_wakers.wake_others(cx.waker());
-                    callbacks::wake(&mut sh);
-                }
-                // What only the driver does: end the connection, half-close after a failure,
-                // arm an earlier timer, decode what did not fit; and write what the core
-                // answered (a PONG, the reply to a CLOSE).
-                let earlier = match (sh.proto.poll_timeout(), sh.driver_deadline) {
-                    (Some(t), Some(d)) => t < d,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                };
-                let more = sh.proto.wants_read() && !end;
-                let driver_needed = end
-                    || reader.undecoded
-                    || earlier
-                    || sh.proto.state() != ReadyState::Open
-                    || sh.proto.wants_shutdown();
-                if sh.proto.has_output() {
-                    inner.write_or_notify(sh);
-                } else {
-                    drop(sh);
-                }
-                if driver_needed {
-                    inner.notify_driver();
-                }
-                if !more {
-                    break;
-                }
-            }
-            drop(reader);
-            if !delivered {
-                // Readiness will wake this task.
-                return Poll::Pending;
-            }
-        }
-    }
-
-    /// Stops taking read readiness (a message came, or the wait was abandoned).
-    fn stop(&mut self) {
-        if std::mem::take(&mut self.receiving) {
-            self.inner.wakeup.stop_receiving();
-        }
-    }
-}
-
-impl Drop for Receiver<'_> {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The next message from the core, or the end; `None` while the connection goes on with
-/// nothing queued. The one receive path under [`Socket::recv`], the `Stream` and the message
-/// callback.
-fn take_next(inner: &Inner, sh: &mut Shared) -> Option<Result<Message>> {
+/// The one receive path under [`Socket::recv`], the `Stream` and the message callback: the next
+/// message from the core, or the end.
+fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Result<Message>> {
     let was_full = sh.proto.queue_full();
     let had_output = sh.proto.has_output();
     let mut got = None;
@@ -726,10 +594,10 @@ fn take_next(inner: &Inner, sh: &mut Shared) -> Option<Result<Message>> {
         inner.notify_driver();
     }
     if let Some(m) = got {
-        return Some(Ok(Message::from_received(m)));
+        return Poll::Ready(Ok(Message::from_received(m)));
     }
     if let Some(closed) = sh.proto.close_event() {
-        return Some(Err(match sh.proto.error() {
+        return Poll::Ready(Err(match sh.proto.error() {
             Some(e) if !closed.clean => Error::Closed {
                 code: e.code,
                 reason: e.reason.clone(),
@@ -740,18 +608,8 @@ fn take_next(inner: &Inner, sh: &mut Shared) -> Option<Result<Message>> {
             },
         }));
     }
-    None
-}
-
-/// [`take_next`], or `Pending` with `cx` registered to be woken when something comes.
-fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Result<Message>> {
-    match take_next(inner, sh) {
-        Some(next) => Poll::Ready(next),
-        None => {
-            sh.recv_wakers.register(cx.waker());
-            Poll::Pending
-        }
-    }
+    sh.recv_wakers.register(cx.waker());
+    Poll::Pending
 }
 
 /// The connection is CLOSED: wakes everyone waiting on it.
