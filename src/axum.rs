@@ -41,14 +41,14 @@ use axum_core::response::{IntoResponse, Response};
 
 use crate::proto::handshake::{self, HandshakeError};
 use crate::socket::Socket;
-use crate::upgrade::{not_upgradable, AcceptOptions, HttpUpgrade};
+use crate::upgrade::{AcceptOptions, HttpUpgrade};
 
 /// The WebSocket upgrade of a request, as an axum extractor. Answer it with
 /// [`WebSocketUpgrade::on_upgrade`]; what it returns is the handler's response (101, or the
 /// refusal).
 ///
-/// Extraction fails with a [`WebSocketUpgradeRejection`] (the request is not a valid upgrade)
-/// whose response is the same as [`crate::upgrade()`] and [`crate::accept()`] give: 405 for a
+/// Extraction fails with the [`HandshakeError`] that says why the request is not a valid upgrade
+/// (or why the connection cannot be upgraded); its response is the same as [`crate::upgrade()`] and [`crate::accept()`] give: 405 for a
 /// method other than GET, 426 with `Sec-WebSocket-Version: 13` for a missing or other version,
 /// 426 when the connection cannot be upgraded, 400 for the rest.
 pub struct WebSocketUpgrade {
@@ -113,40 +113,22 @@ impl WebSocketUpgrade {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
-    type Rejection = WebSocketUpgradeRejection;
+    type Rejection = HandshakeError;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let request = HttpUpgrade::from_parts(parts).map_err(WebSocketUpgradeRejection::Invalid)?;
-        if !request.upgradable() {
-            return Err(WebSocketUpgradeRejection::NotUpgradable);
-        }
         Ok(WebSocketUpgrade {
-            request,
+            request: HttpUpgrade::from_parts(parts)?,
             options: AcceptOptions::default(),
         })
     }
 }
 
-/// Why a request could not be taken as a WebSocket upgrade.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebSocketUpgradeRejection {
-    /// The request is not a valid upgrade; the error says what was wrong.
-    #[error(transparent)]
-    Invalid(HandshakeError),
-    /// The request is valid but the HTTP server cannot hand this connection over.
-    #[error("this connection cannot be upgraded to a WebSocket")]
-    NotUpgradable,
-}
-
-impl IntoResponse for WebSocketUpgradeRejection {
+/// A rejected upgrade answers as every other door does (see [`handshake::error_response`]).
+impl IntoResponse for HandshakeError {
     fn into_response(self) -> Response {
-        match self {
-            WebSocketUpgradeRejection::Invalid(e) => handshake::error_response(&e),
-            WebSocketUpgradeRejection::NotUpgradable => not_upgradable(),
-        }
-        .map(axum_core::body::Body::from)
+        handshake::error_response(&self).map(axum_core::body::Body::from)
     }
 }

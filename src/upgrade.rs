@@ -233,33 +233,31 @@ mod http_server {
     /// the axum extractor both answer, one way.
     pub(crate) struct HttpUpgrade {
         pub(crate) request: UpgradeRequest,
-        /// `None` when the server cannot hand the connection over (not hyper's HTTP/1).
-        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        on_upgrade: hyper::upgrade::OnUpgrade,
         url: String,
     }
 
     impl HttpUpgrade {
-        /// Checks the request head and takes the server's upgrade handle out of it.
+        /// Checks the request head and takes the server's upgrade handle out of it
+        /// ([`HandshakeError::NotUpgradable`] when the server offers none).
         pub(crate) fn from_parts(
             parts: &mut http::request::Parts,
         ) -> std::result::Result<HttpUpgrade, HandshakeError> {
             let request = handshake::check_request_parts(parts)?;
+            let on_upgrade = parts
+                .extensions
+                .remove::<hyper::upgrade::OnUpgrade>()
+                .ok_or(HandshakeError::NotUpgradable)?;
             Ok(HttpUpgrade {
                 request,
-                on_upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+                on_upgrade,
                 url: parts.uri.to_string(),
             })
         }
 
-        /// Whether the HTTP server can hand the connection over.
-        #[cfg(feature = "axum")]
-        pub(crate) fn upgradable(&self) -> bool {
-            self.on_upgrade.is_some()
-        }
-
         /// Negotiates with `options` and returns the response to send: 101, after which `accept`
         /// runs on a new task with the OPEN socket once the server hands the connection over; or
-        /// the refusal (a refused origin, a server that cannot upgrade).
+        /// the refusal (a refused origin).
         pub(crate) fn answer<A, Fut>(
             self,
             options: &AcceptOptions,
@@ -269,9 +267,6 @@ mod http_server {
             A: FnOnce(Socket) -> Fut + Send + 'static,
             Fut: Future<Output = ()> + Send + 'static,
         {
-            let Some(on_upgrade) = self.on_upgrade else {
-                return not_upgradable();
-            };
             let (response, negotiated) = match options.negotiate(&self.request) {
                 Ok(ok) => ok,
                 Err(refusal) => return *refusal,
@@ -279,6 +274,7 @@ mod http_server {
             let config = options.socket.clone();
             let url = self.url;
             let origin = self.request.origin.unwrap_or_default();
+            let on_upgrade = self.on_upgrade;
             tokio::spawn(async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
@@ -302,18 +298,6 @@ mod http_server {
         }
     }
 
-    /// 426 for a valid upgrade request on a connection the HTTP server cannot hand over.
-    pub(crate) fn not_upgradable() -> http::Response<String> {
-        let body = "this connection cannot be upgraded to a WebSocket (the HTTP server offers no upgrade on it)\n";
-        http::Response::builder()
-            .status(http::StatusCode::UPGRADE_REQUIRED)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(http::header::SEC_WEBSOCKET_VERSION, "13")
-            .header(http::header::UPGRADE, "websocket")
-            .body(body.to_owned())
-            .unwrap_or_default()
-    }
-
     /// The upgraded connection as a [`WsStream`]: plain TCP again when the HTTP server ran straight
     /// on a `TokioIo<TcpStream>` (a bare hyper HTTP/1 connection), which lets the socket take its
     /// fastest path; any other transport (axum's `serve` wraps the stream) stays boxed. Bytes the
@@ -330,7 +314,7 @@ mod http_server {
 }
 
 #[cfg(feature = "axum")]
-pub(crate) use http_server::{not_upgradable, HttpUpgrade};
+pub(crate) use http_server::HttpUpgrade;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub use http_server::{upgrade, Upgrade};

@@ -159,6 +159,10 @@ pub enum HandshakeError {
         "unsupported `Sec-WebSocket-Version: {0}`: this server speaks only version 13 (RFC 6455)"
     )]
     UnsupportedVersion(String),
+    /// The request is a valid upgrade, but the HTTP server it came through cannot hand the
+    /// connection over (it offers no upgrade on it).
+    #[error("this connection cannot be upgraded to a WebSocket (the HTTP server offers no upgrade on it)")]
+    NotUpgradable,
     /// The request has no `Sec-WebSocket-Key` header.
     #[error("missing `Sec-WebSocket-Key` header: send the base64 encoding of 16 random bytes")]
     MissingKey,
@@ -200,7 +204,7 @@ impl HandshakeError {
     /// | `HeadersTooLarge`, `TooManyHeaders` | 431 Request Header Fields Too Large (RFC 6585) |
     /// | `RequestLineTooLong` | 414 URI Too Long (RFC 7231 §6.5.12: the request line is mostly the target) |
     /// | `MethodNotGet` | 405 Method Not Allowed (RFC 7231 §6.5.5; the error response carries `Allow: GET`) |
-    /// | `MissingVersion`, `UnsupportedVersion` | 426 Upgrade Required (RFC 6455 §4.2.2; the error response carries `Sec-WebSocket-Version: 13`) |
+    /// | `MissingVersion`, `UnsupportedVersion`, `NotUpgradable` | 426 Upgrade Required (RFC 6455 §4.2.2; the error response carries `Sec-WebSocket-Version: 13`) |
     /// | every other server-side error | 400 Bad Request (RFC 6455 §4.2.1) |
     ///
     /// The client-side errors (`UnexpectedStatus`, `MissingAccept`, `BadAccept`,
@@ -213,9 +217,9 @@ impl HandshakeError {
             }
             HandshakeError::RequestLineTooLong { .. } => StatusCode::URI_TOO_LONG,
             HandshakeError::MethodNotGet(_) => StatusCode::METHOD_NOT_ALLOWED,
-            HandshakeError::MissingVersion | HandshakeError::UnsupportedVersion(_) => {
-                StatusCode::UPGRADE_REQUIRED
-            }
+            HandshakeError::MissingVersion
+            | HandshakeError::UnsupportedVersion(_)
+            | HandshakeError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
             HandshakeError::Malformed(_)
             | HandshakeError::WrongHttpVersion(_)
             | HandshakeError::MissingHost
