@@ -527,6 +527,11 @@ impl Output {
         self.chunks.front().map_or(&self.tail[..], |c| &c[..])
     }
 
+    /// Whether everything waiting is one contiguous run (what a single small frame is).
+    pub fn is_contiguous(&self) -> bool {
+        self.first_chunk().len() == self.len
+    }
+
     /// Drops the first `n` waiting bytes (after they were written).
     pub fn advance(&mut self, mut n: usize) {
         self.len -= n.min(self.len);

@@ -74,7 +74,7 @@ impl Writer {
                 // contiguous run (the usual small message) goes out with a plain `send`, which
                 // costs the kernel less than `writev`.
                 while !self.backlog.is_empty() {
-                    let written = if self.backlog.first_chunk().len() == self.backlog.len() {
+                    let written = if self.backlog.is_contiguous() {
                         tcp.try_write(self.backlog.first_chunk())
                     } else {
                         let mut slices = [IoSlice::new(&[]); MAX_IOV];
@@ -111,8 +111,7 @@ impl Writer {
         };
         let mut progress = false;
         while !self.backlog.is_empty() {
-            let single = self.backlog.first_chunk().len() == self.backlog.len();
-            let poll = if w.is_write_vectored() && !single {
+            let poll = if w.is_write_vectored() && !self.backlog.is_contiguous() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let n = self.backlog.io_slices(&mut slices);
                 Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n])
