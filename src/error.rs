@@ -64,22 +64,21 @@ impl Error {
     /// handshake or connection attempt (as SPEC §2 asks), 1006 for a lost transport or input
     /// that ended mid-message, 1015 for TLS.
     pub fn close_code(&self) -> u16 {
-        let code = match self {
-            Error::Protocol(ProtocolError::Truncated) => return ABNORMAL,
-            Error::Protocol(e) => e.close_code(),
-            Error::Closed { code, .. } => return *code,
-            Error::Io(_) | Error::Timeout { .. } => return ABNORMAL,
-            Error::Tls(_) => return TLS_FAILED,
-            Error::NotOpen(_) => CloseCode::NORMAL,
-            Error::Send(SendError::Compress(_)) => CloseCode::INTERNAL_ERROR,
-            Error::Send(_) => CloseCode::NORMAL,
+        match self {
+            Error::Protocol(ProtocolError::Truncated) | Error::Io(_) | Error::Timeout { .. } => {
+                ABNORMAL
+            }
+            Error::Protocol(e) => e.close_code().as_u16(),
+            Error::Closed { code, .. } => *code,
+            Error::Tls(_) => TLS_FAILED,
+            Error::Send(SendError::Compress(_)) => CloseCode::INTERNAL_ERROR.as_u16(),
+            Error::NotOpen(_) | Error::Send(_) => CloseCode::NORMAL.as_u16(),
             Error::Handshake(_)
             | Error::Negotiation(_)
             | Error::UnknownProtocol(_)
             | Error::InvalidUrl(_)
-            | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR,
-        };
-        code.as_u16()
+            | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR.as_u16(),
+        }
     }
 }
 

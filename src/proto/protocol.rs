@@ -38,8 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame, ABNORMAL, NO_STATUS};
-use super::codec::Received;
-use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output};
+use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output, Received};
 #[cfg(feature = "deflate")]
 use super::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater};
 use super::error::{ProtocolError, SendError};
@@ -501,8 +500,8 @@ impl Protocol {
         }
     }
 
-    /// Fails the connection: queues a CLOSE with `code` unless one was sent, records the error, and from then on reads only to
-    /// drop what comes until the peer's EOF.
+    /// Fails the connection: queues a CLOSE with `code` unless one was sent, records the error,
+    /// and from then on reads only to drop what comes until the peer's EOF.
     pub fn fail(&mut self, code: CloseCode, reason: &str, now: Instant) {
         self.last_time = self.last_time.max(Some(now));
         if self.state == ReadyState::Closed {
