@@ -99,31 +99,20 @@ async fn read_small_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
 
 #[tokio::test]
 async fn a_ping_is_answered_while_the_application_is_away_from_recv() {
-    // The application takes one message (reading the transport itself, as a waiting `recv`
-    // does) and then stays away from `recv`: the transport's readiness must go back to the
-    // driver, which answers the PING meanwhile. Over TCP, where a read that returns data
-    // leaves nobody registered for the next readiness unless the reader reads on to the end.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (tcp, _) = listener.accept().await.unwrap();
-    let socket = Socket::from_stream(
-        WsStream::from(tcp),
-        Role::Server,
-        Negotiated::default(),
-        SocketConfig::default(),
-        "/",
-        "",
-    );
+    // The application takes one message and then stays away from `recv`: the connection is
+    // still read, and the PING answered, meanwhile (whoever read the message must leave the
+    // transport's next readiness to someone who will act on it).
     let (got_tx, got_rx) = tokio::sync::oneshot::channel();
-    let app = tokio::spawn(async move {
-        let msg = socket.recv().await.unwrap();
-        let _ = got_tx.send(msg);
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(socket);
-    });
-    // Give the application time to wait in `recv` (and take the readiness) first.
+    let (mut peer, app) = server_with(|socket| {
+        tokio::spawn(async move {
+            let msg = socket.recv().await.unwrap();
+            let _ = got_tx.send(msg);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        })
+    })
+    .await;
+    // Give the application time to wait in `recv` first.
     tokio::time::sleep(Duration::from_millis(50)).await;
     peer.write_all(&client_frame(0x81, b"first")).await.unwrap();
     let msg = got_rx.await.unwrap();
@@ -131,21 +120,17 @@ async fn a_ping_is_answered_while_the_application_is_away_from_recv() {
     peer.write_all(&client_frame(0x89, b"are you there"))
         .await
         .unwrap();
-    let mut h = [0u8; 2];
-    tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut h))
+    let (op, payload) = tokio::time::timeout(Duration::from_secs(5), read_small_frame(&mut peer))
         .await
-        .expect("the PING was not answered while the application was away")
-        .unwrap();
-    let mut payload = vec![0u8; usize::from(h[1] & 0x7f)];
-    peer.read_exact(&mut payload).await.unwrap();
-    assert_eq!((h[0] & 0x0f, &payload[..]), (0xa, &b"are you there"[..]));
+        .expect("the PING was not answered while the application was away");
+    assert_eq!((op, &payload[..]), (0xa, &b"are you there"[..]));
     app.abort();
 }
 
 #[tokio::test]
 async fn a_dropped_recv_hands_reading_back_to_the_driver() {
-    // A `recv` given up on (a timeout) had taken the transport's readiness; once it is
-    // dropped the driver reads again, so a PING is answered though nobody calls `recv`.
+    // A `recv` given up on (a timeout) leaves nobody waiting for messages; the connection is
+    // still read, so a PING is answered though nobody calls `recv` any more.
     let (waited_tx, waited_rx) = tokio::sync::oneshot::channel();
     let (mut peer, app) = server_with(|socket| {
         tokio::spawn(async move {
@@ -170,9 +155,8 @@ async fn a_dropped_recv_hands_reading_back_to_the_driver() {
 
 #[tokio::test]
 async fn two_handles_waiting_in_recv_both_get_a_message() {
-    // Both wait with nothing queued; the second to start reading takes the transport's
-    // readiness from the first. Whichever gets the first message, the other must still be
-    // woken for the second, whoever reads it.
+    // Both wait with nothing queued. Whichever gets the first message, the other must still
+    // be woken for the second.
     let (results_tx, mut results_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut peer, app) = server_with(|socket| {
         tokio::spawn(async move {
