@@ -97,6 +97,15 @@ async fn read_small_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     (h[0] & 0x0f, payload)
 }
 
+/// Sends a PING with `payload` and asserts that its PONG comes back within 5 s (`why` if not).
+async fn ping_is_answered(peer: &mut tokio::net::TcpStream, payload: &[u8], why: &str) {
+    peer.write_all(&client_frame(0x89, payload)).await.unwrap();
+    let (op, echoed) = tokio::time::timeout(Duration::from_secs(5), read_small_frame(peer))
+        .await
+        .expect(why);
+    assert_eq!((op, &echoed[..]), (0xa, payload));
+}
+
 #[tokio::test]
 async fn a_ping_is_answered_while_the_application_is_away_from_recv() {
     // The application takes one message and then stays away from `recv`: the connection is
@@ -117,13 +126,12 @@ async fn a_ping_is_answered_while_the_application_is_away_from_recv() {
     peer.write_all(&client_frame(0x81, b"first")).await.unwrap();
     let msg = got_rx.await.unwrap();
     assert_eq!(msg.as_text(), Some("first"));
-    peer.write_all(&client_frame(0x89, b"are you there"))
-        .await
-        .unwrap();
-    let (op, payload) = tokio::time::timeout(Duration::from_secs(5), read_small_frame(&mut peer))
-        .await
-        .expect("the PING was not answered while the application was away");
-    assert_eq!((op, &payload[..]), (0xa, &b"are you there"[..]));
+    ping_is_answered(
+        &mut peer,
+        b"are you there",
+        "the PING was not answered while the application was away",
+    )
+    .await;
     app.abort();
 }
 
@@ -143,13 +151,12 @@ async fn a_dropped_recv_hands_reading_back_to_the_driver() {
     })
     .await;
     waited_rx.await.unwrap();
-    peer.write_all(&client_frame(0x89, b"hello?"))
-        .await
-        .unwrap();
-    let (op, payload) = tokio::time::timeout(Duration::from_secs(5), read_small_frame(&mut peer))
-        .await
-        .expect("the PING was not answered after the recv was dropped");
-    assert_eq!((op, &payload[..]), (0xa, &b"hello?"[..]));
+    ping_is_answered(
+        &mut peer,
+        b"hello?",
+        "the PING was not answered after the recv was dropped",
+    )
+    .await;
     app.abort();
 }
 
