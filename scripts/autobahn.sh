@@ -10,7 +10,11 @@
 #   AUTOBAHN_TIMEOUT   time limit of each wstest run (default 30m)
 #   AUTOBAHN_EXCLUDE   JSON list body of case patterns to skip while iterating, e.g.
 #                      '"12.*", "13.*"' (default: none; the full suite is 517 cases)
-#   AUTOBAHN_PORT      port for the server under test / fuzzingserver (default 9001)
+#   AUTOBAHN_PORT      port for the server under test (default 9001); the client mode's
+#                      fuzzingserver listens on the next port
+#
+# `all` runs the two modes at once: each wstest is one single-threaded Python process, so on two
+# cores the pair takes about as long as the slower one alone.
 #
 # Fails (non-zero) if any case is not OK (FAILED, UNIMPLEMENTED, NON-STRICT, INFORMATIONAL) or
 # has a close behaviour other than OK, or if a run was cut short.
@@ -25,7 +29,8 @@ TOOLS=$(cd "$SCRIPT_DIR/../../shared/tools/autobahn" && pwd)
 CACHE=${CACHE:-$HOME/.cache/autobahn}
 TIMEOUT=${AUTOBAHN_TIMEOUT:-30m}
 EXCLUDE=${AUTOBAHN_EXCLUDE:-}
-PORT=${AUTOBAHN_PORT:-9001}
+SERVER_PORT=${AUTOBAHN_PORT:-9001}
+CLIENT_PORT=$((SERVER_PORT + 1))
 if [ -n "$EXCLUDE" ]; then MIN_CASES=${AUTOBAHN_MIN_CASES:-1}; else MIN_CASES=517; fi
 
 cd "$REPO"
@@ -46,18 +51,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() {
+wait_port() { # port
   for _ in $(seq 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
-  echo "nothing listens on 127.0.0.1:$PORT" >&2
+  echo "nothing listens on 127.0.0.1:$1" >&2
   return 1
 }
 
-port_free() {
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    echo "127.0.0.1:$PORT is already in use; set AUTOBAHN_PORT" >&2
+port_free() { # port
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "127.0.0.1:$1 is already in use; set AUTOBAHN_PORT" >&2
     return 1
   fi
 }
@@ -71,8 +76,6 @@ cargo build --release --example echo_server --example autobahn_client
 BIN=$(cargo metadata --format-version 1 --no-deps 2>/dev/null \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/examples
 
-STATUS=0
-SUMMARY=()
 
 check_report() { # label dir
   local label=$1 dir=$2 rc=0
@@ -81,14 +84,16 @@ check_report() { # label dir
   return $rc
 }
 
+# Each mode prints its lines and exits non-zero when a case is not OK; `all` runs both at once.
 run_server() {
-  local dir=$RUN_DIR/server start end rc=0
+  local dir=$RUN_DIR/server start end rc=0 status=0 PORT=$SERVER_PORT
   mkdir -p "$dir"
-  port_free
+  port_free "$PORT"
   "$BIN/echo_server" "127.0.0.1:$PORT" >"$dir/echo_server.log" 2>&1 &
   local server_pid=$!
-  PIDS+=("$server_pid")
-  wait_port
+  trap "kill $server_pid 2>/dev/null || true" EXIT
+  trap 'exit 143' INT TERM
+  wait_port "$PORT"
   cat >"$dir/fuzzingclient.json" <<JSON
 {
   "outdir": "$dir/reports",
@@ -106,15 +111,15 @@ JSON
   wait "$server_pid" 2>/dev/null || true
   [ $rc -eq 0 ] || echo "wstest fuzzingclient exited with $rc (124: timeout)" >&2
   echo "== server: wall time $((end - start)) s"
-  SUMMARY+=("server: wall time $((end - start)) s")
-  check_report server "$dir/reports" || STATUS=1
-  [ $rc -eq 0 ] || STATUS=1
+  check_report server "$dir/reports" || status=1
+  [ $rc -eq 0 ] || status=1
+  return $status
 }
 
 run_client() {
-  local dir=$RUN_DIR/client start end rc=0
+  local dir=$RUN_DIR/client start end rc=0 status=0 PORT=$CLIENT_PORT
   mkdir -p "$dir"
-  port_free
+  port_free "$PORT"
   cat >"$dir/fuzzingserver.json" <<JSON
 {
   "url": "ws://127.0.0.1:$PORT",
@@ -126,8 +131,9 @@ run_client() {
 JSON
   (cd "$dir" && exec timeout "$TIMEOUT" "$WSTEST" -m fuzzingserver -s fuzzingserver.json -u 0 >wstest.log 2>&1) &
   local ws_pid=$!
-  PIDS+=("$ws_pid")
-  wait_port
+  trap "kill $ws_pid 2>/dev/null || true" EXIT
+  trap 'exit 143' INT TERM
+  wait_port "$PORT"
   echo "== client: autobahn_client -> wstest fuzzingserver (timeout $TIMEOUT)"
   start=$(date +%s)
   timeout "$TIMEOUT" "$BIN/autobahn_client" "ws://127.0.0.1:$PORT" wsx >"$dir/client.log" 2>&1 || rc=$?
@@ -136,18 +142,29 @@ JSON
   wait "$ws_pid" 2>/dev/null || true
   [ $rc -eq 0 ] || { echo "autobahn_client exited with $rc (124: timeout)" >&2; tail -5 "$dir/client.log" >&2; }
   echo "== client: wall time $((end - start)) s"
-  SUMMARY+=("client: wall time $((end - start)) s")
-  check_report client "$dir/reports" || STATUS=1
-  [ $rc -eq 0 ] || STATUS=1
+  check_report client "$dir/reports" || status=1
+  [ $rc -eq 0 ] || status=1
+  return $status
 }
 
+STATUS=0
 case "$MODE" in
-  server) run_server ;;
-  client) run_client ;;
-  all) run_server; run_client ;;
+  server) run_server || STATUS=1 ;;
+  client) run_client || STATUS=1 ;;
+  all)
+    # Both at once, each in a subshell with its own log, printed when both are done.
+    (run_server) >"$RUN_DIR/server.out" 2>&1 &
+    SERVER_JOB=$!
+    PIDS+=("$SERVER_JOB")
+    (run_client) >"$RUN_DIR/client.out" 2>&1 &
+    CLIENT_JOB=$!
+    PIDS+=("$CLIENT_JOB")
+    wait "$SERVER_JOB" || STATUS=1
+    wait "$CLIENT_JOB" || STATUS=1
+    PIDS=()
+    cat "$RUN_DIR/server.out" "$RUN_DIR/client.out"
+    ;;
 esac
 
-echo "== summary"
-for line in "${SUMMARY[@]}"; do echo "$line"; done
 if [ $STATUS -eq 0 ]; then echo "autobahn: every case OK"; else echo "autobahn: NOT all OK"; fi
 exit $STATUS
