@@ -325,6 +325,8 @@ impl Decoder {
             return Ok(None);
         }
         self.current = None;
+        // A split (not taking the buffer) keeps the read buffer's allocation with the reader:
+        // once the application drops the message, the next read reclaims it without allocating.
         let payload = buf.split_to(c.len);
         let h = c.header;
         let masked = h.mask.is_some();
@@ -534,7 +536,19 @@ impl Output {
 
     /// Drops the first `n` waiting bytes (after they were written).
     pub fn advance(&mut self, mut n: usize) {
-        self.len -= n.min(self.len);
+        if n >= self.len {
+            // All written (the usual case): clearing keeps the tail's room at its start, where
+            // advancing would move its start and make the next frame reclaim the space.
+            self.chunks.clear();
+            self.tail.clear();
+            self.len = 0;
+            if self.tail.capacity() > 64 * 1024 {
+                // Give back a buffer grown by a burst.
+                self.tail = BytesMut::new();
+            }
+            return;
+        }
+        self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(front) => {
@@ -551,10 +565,6 @@ impl Output {
                     n = 0;
                 }
             }
-        }
-        if self.len == 0 && self.tail.is_empty() && self.tail.capacity() > 64 * 1024 {
-            // Give back a buffer grown by a burst.
-            self.tail = BytesMut::new();
         }
     }
 }

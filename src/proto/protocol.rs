@@ -395,7 +395,8 @@ impl Protocol {
             return 0;
         }
         let mut queued = 0;
-        while !self.queue_full() {
+        // (An empty buffer cannot complete anything: every frame starts with a header.)
+        while !buf.is_empty() && !self.queue_full() {
             let item = match self.decoder.decode(buf) {
                 Ok(Some(item)) => item,
                 Ok(None) => break,

@@ -51,24 +51,40 @@ pub use split::{SocketReader, SocketWriter};
 use callbacks::Callbacks;
 use driver::Writer;
 
+/// Tasks waiting for one thing. Nearly always one task waits, so the first one is kept apart
+/// (no vector to walk or drain per message).
 #[derive(Default)]
-struct Wakers(Vec<Waker>);
+struct Wakers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
 
 impl Wakers {
     fn register(&mut self, waker: &Waker) {
-        if !self.0.iter().any(|w| w.will_wake(waker)) {
-            self.0.push(waker.clone());
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                if !self.more.iter().any(|w| w.will_wake(waker)) {
+                    self.more.push(waker.clone());
+                }
+            }
         }
     }
 
     fn wake_all(&mut self) {
-        for w in self.0.drain(..) {
+        if let Some(w) = self.first.take() {
             w.wake();
+        }
+        if !self.more.is_empty() {
+            for w in self.more.drain(..) {
+                w.wake();
+            }
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.first.is_none() && self.more.is_empty()
     }
 }
 
@@ -338,13 +354,23 @@ impl Socket {
         sh.proto.memory_usage() + self.inner.buffered(&sh)
     }
 
-    /// Queues `msg`: `Pending` (with `cx` registered) while the write buffer is over its limit,
-    /// unless `wait` is false.
-    fn poll_queue(&self, cx: &Context<'_>, msg: &Message, wait: bool) -> Poll<Result<()>> {
+    /// Queues the message in `slot` (taking it out): `Pending` (with `cx` registered, the
+    /// message left in place) while the write buffer is over its limit, unless `wait` is false.
+    /// Taking the message, rather than cloning its body, keeps a received body unshared, so
+    /// echoing it back allocates nothing.
+    fn poll_queue(
+        &self,
+        cx: &Context<'_>,
+        slot: &mut Option<Message>,
+        wait: bool,
+    ) -> Poll<Result<()>> {
         let mut sh = self.inner.lock();
         if let Some(refused) = self.admit(&mut sh, cx, wait) {
             return refused;
         }
+        let Some(msg) = slot.take() else {
+            return Poll::Ready(Ok(()));
+        };
         let compression = match msg.compress_setting() {
             Some(false) => Compression::Never,
             _ => Compression::Auto,
@@ -360,7 +386,7 @@ impl Socket {
                 Poll::Ready(Ok(()))
             }
             kind => {
-                sh.proto.send(kind, msg.body().clone(), compression)?;
+                sh.proto.send(kind, msg.into_body(), compression)?;
                 self.inner.write_or_notify(sh);
                 Poll::Ready(Ok(()))
             }
@@ -394,8 +420,8 @@ impl Socket {
     /// Cancel safety: dropping the future before it completes sends nothing.
     /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        let msg = msg.into();
-        poll_fn(|cx| self.poll_queue(cx, &msg, true)).await
+        let mut slot = Some(msg.into());
+        poll_fn(|cx| self.poll_queue(cx, &mut slot, true)).await
     }
 
     /// Queues a message only if the write buffer is under its limit: `Ok(true)` if queued,
@@ -403,7 +429,7 @@ impl Socket {
     /// OPEN. For broadcasters that must never wait on one slow peer.
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<bool> {
         let cx = Context::from_waker(Waker::noop());
-        match self.poll_queue(&cx, &msg.into(), true) {
+        match self.poll_queue(&cx, &mut Some(msg.into()), true) {
             Poll::Ready(r) => r.map(|()| true),
             Poll::Pending => Ok(false),
         }
@@ -413,7 +439,7 @@ impl Socket {
     /// `poll_ready` did the waiting).
     pub(crate) fn queue(&self, msg: impl Into<Message>) -> Result<()> {
         let cx = Context::from_waker(Waker::noop());
-        match self.poll_queue(&cx, &msg.into(), false) {
+        match self.poll_queue(&cx, &mut Some(msg.into()), false) {
             Poll::Ready(r) => r,
             Poll::Pending => Ok(()),
         }
@@ -449,7 +475,7 @@ impl Socket {
         prepared: &PreparedMessage,
     ) -> Poll<Result<()>> {
         if self.inner.role == Role::Client {
-            return self.poll_queue(cx, &prepared.message, true);
+            return self.poll_queue(cx, &mut Some(prepared.message.clone()), true);
         }
         let mut sh = self.inner.lock();
         if let Some(refused) = self.admit(&mut sh, cx, true) {
