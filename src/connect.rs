@@ -1,7 +1,7 @@
 //! [`connect`]: the seed's `ws.connect(url, origin)`: the client side of the opening handshake
 //! over `ws://` (TCP) or `wss://` (TLS), returning the handshaken byte stream.
 
-#[cfg(feature = "rustls")]
+#[cfg(any(feature = "rustls", feature = "cookies"))]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +12,15 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::ClientConfig;
 use url::Url;
 
+#[cfg(feature = "cookies")]
+use crate::cookies::CookieJar;
 use crate::error::{Error, Result};
 use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::{DeflateConfig, DeflateParams};
 use crate::proto::handshake::{self, ClientRequest, HandshakeError, HandshakeLimits};
 use crate::proto::Role;
+use crate::proxy::Proxy;
+use crate::redirect;
 use crate::socket::{Negotiated, Socket, SocketConfig};
 use crate::transport::{Transport, WsStream};
 
@@ -44,6 +48,21 @@ pub struct ConnectOptions {
     pub handshake_limits: HandshakeLimits,
     /// Settings of the socket once open.
     pub socket: SocketConfig,
+    /// The proxy to go through (see [`Proxy`]); it wins over
+    /// [`ConnectOptions::proxy_from_env`].
+    pub proxy: Option<Proxy>,
+    /// Opt-in: choose the proxy from the environment the way curl does
+    /// ([`Proxy::from_env`]: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`). Off by
+    /// default.
+    pub proxy_from_env: bool,
+    /// How many redirects (301, 302, 307, 308) of the opening handshake to follow. Default 0:
+    /// a redirect is an [`Error::Redirect`] that says where it pointed.
+    pub max_redirects: usize,
+    /// The cookie jar: its cookies go out with each handshake, and the cookies handshake
+    /// responses set go into it.
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
+    pub cookie_jar: Option<Arc<CookieJar>>,
 }
 
 impl Default for ConnectOptions {
@@ -59,6 +78,11 @@ impl Default for ConnectOptions {
             handshake_timeout: Duration::from_secs(10),
             handshake_limits: HandshakeLimits::default(),
             socket: SocketConfig::default(),
+            proxy: None,
+            proxy_from_env: false,
+            max_redirects: 0,
+            #[cfg(feature = "cookies")]
+            cookie_jar: None,
         }
     }
 }
@@ -87,6 +111,32 @@ impl ConnectOptions {
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn tls(mut self, config: Arc<ClientConfig>) -> Self {
         self.tls = Some(config);
+        self
+    }
+
+    /// Goes through `proxy`, e.g. `.proxy(Proxy::parse("http://user:pw@127.0.0.1:3128")?)`.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Chooses the proxy from the environment, as curl does (see [`Proxy::from_env`]).
+    pub fn proxy_from_env(mut self) -> Self {
+        self.proxy_from_env = true;
+        self
+    }
+
+    /// Follows up to `max` redirects of the opening handshake.
+    pub fn follow_redirects(mut self, max: usize) -> Self {
+        self.max_redirects = max;
+        self
+    }
+
+    /// Uses `jar` for cookies.
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
+    pub fn cookie_jar(mut self, jar: Arc<CookieJar>) -> Self {
+        self.cookie_jar = Some(jar);
         self
     }
 }
@@ -157,13 +207,57 @@ fn parse_target(url: &str) -> Result<Target> {
     })
 }
 
-/// Connects to `url` with `options`: TCP (TCP_NODELAY on), TLS for `wss://` (SNI, ALPN
-/// http/1.1), then the opening handshake, each under its timeout.
+/// Connects to `url` with `options`: TCP (TCP_NODELAY on; through the proxy, if any), TLS
+/// for `wss://` (SNI, ALPN http/1.1), then the opening handshake, each under its timeout; and
+/// again for each redirect followed.
 ///
 /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
 pub async fn handshake(url: &str, options: &ConnectOptions) -> Result<Connected> {
-    let target = parse_target(url)?;
+    let mut target = parse_target(url)?;
+    let mut headers = options.headers.clone();
+    let mut hop = 0;
+    loop {
+        let response = match handshake_once(&target, &headers, options).await? {
+            Attempt::Done(connected) => return Ok(connected),
+            Attempt::Redirect(response) => response,
+        };
+        hop += 1;
+        let next = redirect::next_url(&target.url, &response, hop, options.max_redirects)?;
+        tracing::debug!(from = %target.url, to = %next, "following a redirect");
+        if !redirect::same_origin(&target.url, &next) {
+            redirect::strip_credentials(&mut headers);
+        }
+        target = parse_target(next.as_str())?;
+    }
+}
+
+/// What one handshake attempt gave.
+enum Attempt {
+    Done(Connected),
+    /// A redirect (the response, for its `Location`).
+    Redirect(http::Response<()>),
+}
+
+/// A TCP connection to `target`, through the proxy the options choose, within the connect
+/// timeout.
+async fn dial(target: &Target, options: &ConnectOptions) -> Result<TcpStream> {
     let timeout = options.connect_timeout;
+    let proxy = match &options.proxy {
+        Some(p) => Some(p.clone()),
+        None if options.proxy_from_env => Proxy::from_env(target.url.as_str())?,
+        None => None,
+    };
+    if let Some(proxy) = proxy {
+        tracing::debug!(%proxy, "connecting through a proxy");
+        return proxy
+            .tunnel(
+                &target.host,
+                target.port,
+                &options.handshake_limits,
+                timeout,
+            )
+            .await;
+    }
     let tcp = tokio::time::timeout(
         timeout,
         TcpStream::connect((target.host.as_str(), target.port)),
@@ -174,19 +268,33 @@ pub async fn handshake(url: &str, options: &ConnectOptions) -> Result<Connected>
         after: timeout,
     })??;
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// One connection and opening handshake to `target` with `headers`.
+async fn handshake_once(
+    target: &Target,
+    headers: &HeaderMap,
+    options: &ConnectOptions,
+) -> Result<Attempt> {
+    let timeout = options.connect_timeout;
+    let tcp = dial(target, options).await?;
     let inner = if target.tls {
-        tls_connect(tcp, &target, options, timeout).await?
+        tls_connect(tcp, target, options, timeout).await?
     } else {
         Transport::Tcp(tcp)
     };
     let stream = WsStream::new(inner, BytesMut::new());
     let hs_timeout = options.handshake_timeout;
-    tokio::time::timeout(hs_timeout, client_handshake(stream, &target, options))
-        .await
-        .map_err(|_| Error::Timeout {
-            what: "opening handshake",
-            after: hs_timeout,
-        })?
+    tokio::time::timeout(
+        hs_timeout,
+        client_handshake(stream, target, headers, options),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        what: "opening handshake",
+        after: hs_timeout,
+    })?
 }
 
 /// TLS over `tcp` for a `wss://` target (SNI, ALPN http/1.1), within `timeout`.
@@ -245,8 +353,11 @@ async fn tls_connect(
 async fn client_handshake(
     mut stream: WsStream,
     target: &Target,
+    headers: &HeaderMap,
     options: &ConnectOptions,
-) -> Result<Connected> {
+) -> Result<Attempt> {
+    let mut headers = headers.clone();
+    crate::cookies::add_request_cookies(options, &target.url, &mut headers);
     let key = handshake::encode_key(rand::random::<[u8; 16]>());
     let mut path = target.url.path().to_owned();
     if let Some(q) = target.url.query() {
@@ -264,7 +375,7 @@ async fn client_handshake(
             .as_ref()
             .filter(|_| crate::proto::deflate::AVAILABLE)
             .map(DeflateConfig::client_offer),
-        headers: options.headers.clone(),
+        headers,
     };
     request.validate()?;
     let mut out = Vec::with_capacity(256);
@@ -275,6 +386,10 @@ async fn client_handshake(
     let end = read_head(&mut stream, &mut buf, &options.handshake_limits).await?;
     let head = buf.split_to(end);
     let response = handshake::parse_response(&head, &options.handshake_limits)?;
+    crate::cookies::store_response_cookies(options, &target.url, response.headers());
+    if redirect::is_redirect(response.status()) {
+        return Ok(Attempt::Redirect(response));
+    }
     let checked = handshake::check_response(&response, &key, &options.protocols)?;
     let extension_values: Vec<&str> = checked.extensions.iter().map(String::as_str).collect();
     let deflate = match &options.deflate {
@@ -290,13 +405,13 @@ async fn client_handshake(
     };
     let extensions = checked.extensions.join(", ");
     // Whatever followed the head is WebSocket data: replay it first.
-    Ok(Connected {
+    Ok(Attempt::Done(Connected {
         stream: WsStream::new(stream.into_inner(), buf),
         response,
         protocol: checked.protocol,
         deflate,
         extensions,
-    })
+    }))
 }
 
 impl Socket {

@@ -57,6 +57,12 @@ pub enum Error {
     /// The HTTP server did not hand over the connection for the upgrade.
     #[error("HTTP upgrade failed: {0}")]
     Upgrade(String),
+    /// The proxy could not be used or refused the tunnel.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
+    /// The server redirected the opening handshake and the redirect was not followed.
+    #[error(transparent)]
+    Redirect(#[from] crate::redirect::RedirectError),
 }
 
 impl Error {
@@ -77,7 +83,9 @@ impl Error {
             | Error::Negotiation(_)
             | Error::UnknownProtocol(_)
             | Error::InvalidUrl(_)
-            | Error::Upgrade(_) => CloseCode::PROTOCOL_ERROR.as_u16(),
+            | Error::Upgrade(_)
+            | Error::Proxy(_)
+            | Error::Redirect(_) => CloseCode::PROTOCOL_ERROR.as_u16(),
         }
     }
 }

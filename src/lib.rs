@@ -82,11 +82,14 @@
 pub mod axum;
 mod connect;
 pub mod constants;
+mod cookies;
 mod error;
 mod handler;
 mod http_io;
 mod message;
 pub mod proto;
+mod proxy;
+mod redirect;
 mod socket;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
@@ -95,12 +98,17 @@ mod transport;
 mod upgrade;
 
 pub use connect::{connect, ConnectOptions};
+#[cfg(feature = "cookies")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
+pub use cookies::CookieJar;
 pub use error::{Error, Result};
 pub use handler::{BoxError, Handler, HandlerServe, HandlerStats, StatsSnapshot};
 pub use message::{DecodedMessage, Message, MessageCodec};
 pub use proto::deflate::DeflateConfig;
 pub use proto::handshake::HandshakeLimits;
 pub use proto::{CloseCode, OpCode, ReadyState, Role};
+pub use proxy::{Proxy, ProxyError};
+pub use redirect::RedirectError;
 pub use socket::{
     CloseEvent, Closing, ErrorEvent, Negotiated, PreparedMessage, Socket, SocketConfig,
     SocketReader, SocketWriter, WeakSocket,

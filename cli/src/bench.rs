@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Accept any server certificate (for wss://; testing only).
     #[arg(long, conflicts_with = "ca")]
     pub insecure: bool,
+    /// The proxy to go through: http://[user:pw@]host:port, socks5:// or socks5h://
+    /// (default: from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
 }
 
 /// The report `--json` prints.
@@ -154,6 +158,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else if args.insecure {
         options = options.tls(wsx::tls::client_config_insecure()?);
     }
+    let options = crate::connect::with_proxy(options, args.proxy.as_deref())?;
     let kind = if args.text {
         OpCode::Text
     } else {

@@ -3,10 +3,13 @@
 //! Each stdin line goes out as a TEXT message (`--binary`: raw stdin chunks as BINARY). Each
 //! message received goes to stdout: text as a line, binary as raw bytes or, with `--base64`, as
 //! one base64 line per message. At stdin EOF the client closes with 1000 and keeps printing
-//! until the server's CLOSE arrives.
+//! until the server's CLOSE arrives; it exits as soon as the close handshake is done (RFC 6455
+//! §7.1.1 lets a client close TCP then), or after `--close-timeout` with a message and a
+//! non-zero status.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
@@ -14,7 +17,9 @@ use bytes::Bytes;
 use clap::Args;
 use http::{HeaderName, HeaderValue};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use wsx::{CloseCode, ConnectOptions, Message, Socket};
+use wsx::{CloseCode, ConnectOptions, Message, Proxy, Socket};
+
+use crate::serve::parse_secs;
 
 /// Options of `wsx connect`.
 #[derive(Debug, Args)]
@@ -45,6 +50,24 @@ pub struct ConnectArgs {
     /// Print received BINARY messages as one base64 line each instead of raw bytes.
     #[arg(long)]
     pub base64: bool,
+    /// The proxy to go through: http://[user:pw@]host:port, socks5:// or socks5h://
+    /// (default: from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Follow up to N redirects of the opening handshake.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_redirects: usize,
+    /// How long to wait for the server to answer our CLOSE, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "2")]
+    pub close_timeout: Duration,
+}
+
+/// Sets the proxy: `--proxy URL` if given, else the environment's (curl's variables).
+pub fn with_proxy(options: ConnectOptions, proxy: Option<&str>) -> anyhow::Result<ConnectOptions> {
+    Ok(match proxy {
+        Some(url) => options.proxy(Proxy::parse(url).map_err(|e| anyhow!("--proxy: {e}"))?),
+        None => options.proxy_from_env(),
+    })
 }
 
 /// Parses a "Name: value" header argument.
@@ -84,7 +107,12 @@ fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
     } else if args.insecure {
         options = options.tls(wsx::tls::client_config_insecure()?);
     }
-    Ok(options)
+    options = options.follow_redirects(args.max_redirects);
+    options.socket.close_timeout = args.close_timeout;
+    // Give the prompt back once the close handshake is done, without waiting for the server's
+    // TCP close.
+    options.socket.await_server_close = false;
+    with_proxy(options, args.proxy.as_deref())
 }
 
 /// Runs the client; exits 0 after a clean close.
@@ -103,9 +131,8 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let printed = print_messages(&socket, args.base64).await;
     pump.abort();
     if let Err(e) = printed {
-        // Stdout is gone (a closed pipe): leave politely.
-        socket.close(CloseCode::NORMAL, "");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.closed()).await;
+        // Stdout is gone (a closed pipe): leave politely (the close timeout bounds the wait).
+        socket.close(CloseCode::NORMAL, "").await;
         return Err(e);
     }
     let ev = socket.closed().await;

@@ -13,6 +13,7 @@
 //! | bytes were read (appended to the read buffer) | [`Protocol::receive_data`] |
 //! | the transport reached EOF | [`Protocol::receive_eof`] |
 //! | reading or writing failed | [`Protocol::transport_error`] |
+//! | the application drops the connection at once | [`Protocol::drop_transport`] |
 //! | the application sends or closes | [`Protocol::send`], [`Protocol::send_encoded`], [`Protocol::ping`], [`Protocol::close`] |
 //! | the application wants what happened | [`Protocol::poll_event`] until `None` |
 //! | output is waiting | [`Protocol::take_output`], write it, then [`Protocol::on_write`] |
@@ -69,6 +70,10 @@ pub struct Config {
     /// How many bytes of received messages may wait before reading stops (one message is
     /// always let through, whatever its size).
     pub recv_buffer_limit: usize,
+    /// Whether a client, once the close handshake is complete, waits (up to `close_timeout`)
+    /// for the server to end TCP, as RFC 6455 §7.1.1 advises. `false`: it is CLOSED as soon as
+    /// its own CLOSE is written (§7.1.1 allows it), for clients that must not linger.
+    pub client_awaits_server_eof: bool,
 }
 
 impl Default for Config {
@@ -81,6 +86,7 @@ impl Default for Config {
             write_timeout: Some(Duration::from_secs(60)),
             recv_queue_limit: 256,
             recv_buffer_limit: 4 << 20,
+            client_awaits_server_eof: true,
         }
     }
 }
@@ -440,6 +446,7 @@ impl Protocol {
                     if self.close_sent {
                         // The answer to ours.
                         self.state = ReadyState::Closing;
+                        self.close_if_drained();
                     } else {
                         self.end_input(End::CloseReply(frame), now);
                     }
@@ -632,15 +639,29 @@ impl Protocol {
     /// Reading or writing the transport failed: the connection is CLOSED (1006 unless the
     /// close handshake was complete).
     pub fn transport_error(&mut self, reason: &str) {
+        self.drop_transport(&format!("connection lost: {reason}"));
+    }
+
+    /// The application drops the transport at once, without a close handshake (`reason` says
+    /// why): the connection is CLOSED, with the error and close events of a lost connection
+    /// (1006), unless the close handshake was already complete. Output not written is dropped.
+    pub fn drop_transport(&mut self, reason: &str) {
         if self.close_sent && self.close_received && !self.failed {
             self.state = ReadyState::Closed;
         } else {
-            self.abort(&format!("connection lost: {reason}"));
+            self.abort(reason);
         }
     }
 
+    /// CLOSED once everything is written and either the peer's EOF came or (a client that does
+    /// not wait for it) the close handshake is complete.
     fn close_if_drained(&mut self) {
-        if self.eof && self.buffered() == 0 {
+        let handshake_done = self.role == Role::Client
+            && !self.config.client_awaits_server_eof
+            && self.close_sent
+            && self.close_received
+            && !self.failed;
+        if (self.eof || handshake_done) && self.buffered() == 0 {
             self.state = ReadyState::Closed;
         }
     }
@@ -1211,6 +1232,74 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_client_that_does_not_wait_for_eof_is_closed_once_the_handshake_is_done() {
+        let now = Instant::now();
+        let config = Config {
+            client_awaits_server_eof: false,
+            ..Config::default()
+        };
+        // Our CLOSE, then the server's answer: CLOSED at once, clean.
+        let (_, mut s) = pair(now);
+        let mut c = Protocol::new(Role::Client, config.clone());
+        c.open(now);
+        c.close(CloseCode::NORMAL, "", now);
+        pump(&mut c, &mut s, now);
+        let mut reply = wire(&mut s, now);
+        c.receive_data(&mut reply, now);
+        assert_eq!(c.state(), ReadyState::Closed);
+        assert!(c.close_event().unwrap().clean);
+        // The server's CLOSE first: CLOSED once our answer is written, not before.
+        let (_, mut s) = pair(now);
+        let mut c = Protocol::new(Role::Client, config);
+        c.open(now);
+        s.close(CloseCode::NORMAL, "bye", now);
+        pump(&mut s, &mut c, now);
+        assert_eq!(
+            c.state(),
+            ReadyState::Closing,
+            "the answer is not written yet"
+        );
+        let answer = c.take_output();
+        assert!(!answer.is_empty());
+        c.on_write(0, true, now);
+        assert_eq!(c.state(), ReadyState::Closed);
+        assert_eq!(c.close_event().unwrap().reason, "bye");
+    }
+
+    #[test]
+    fn dropping_the_transport_is_a_lost_connection_unless_the_handshake_was_done() {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.send(OpCode::Text, Bytes::from_static(b"x"), Compression::Never)
+            .unwrap();
+        c.drop_transport("aborted");
+        assert_eq!(c.state(), ReadyState::Closed);
+        let got = events(&mut c, now);
+        assert_eq!(
+            got,
+            vec![
+                Event::Error(ErrorEvent {
+                    code: ABNORMAL,
+                    reason: "aborted".into()
+                }),
+                Event::Closed(CloseEvent {
+                    code: ABNORMAL,
+                    reason: "aborted".into(),
+                    clean: false
+                })
+            ]
+        );
+        // After a complete close handshake the end stays clean.
+        s.close(CloseCode::NORMAL, "", now);
+        let (mut c, _) = pair(now);
+        pump(&mut s, &mut c, now);
+        wire(&mut c, now);
+        c.drop_transport("aborted");
+        assert!(c.close_event().unwrap().clean);
+        assert!(c.error().is_none());
     }
 
     #[test]

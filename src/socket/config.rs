@@ -29,6 +29,10 @@ pub struct SocketConfig {
     pub recv_buffer_limit: usize,
     /// Drop a connection whose peer accepts no bytes for this long while we have data for it.
     pub write_timeout: Option<Duration>,
+    /// Client side: after the close handshake, wait (up to `close_timeout`) for the server to
+    /// end TCP, as RFC 6455 §7.1.1 advises. Default `true`; `false` ends the connection as soon
+    /// as the handshake is done (command-line tools that must give the prompt back).
+    pub await_server_close: bool,
 }
 
 impl Default for SocketConfig {
@@ -43,6 +47,7 @@ impl Default for SocketConfig {
             recv_queue_limit: 256,
             recv_buffer_limit: 4 << 20,
             write_timeout: Some(Duration::from_secs(60)),
+            await_server_close: true,
         }
     }
 }
@@ -62,6 +67,7 @@ impl SocketConfig {
             write_timeout: self.write_timeout,
             recv_queue_limit: self.recv_queue_limit,
             recv_buffer_limit: self.recv_buffer_limit,
+            client_awaits_server_eof: self.await_server_close,
         }
     }
 }

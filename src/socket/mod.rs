@@ -531,6 +531,20 @@ impl Socket {
         Closing { socket: self }
     }
 
+    /// Drops the connection at once, without a close handshake (fibjs tests kill a connection
+    /// from inside a message handler this way): unwritten output is discarded, the transport is
+    /// closed, and the events are those of a lost connection: error, then close, both 1006
+    /// (a close handshake that was already complete stays clean). Does nothing once CLOSED;
+    /// while CONNECTING it abandons the attempt.
+    pub fn abort(&self) {
+        let mut sh = self.inner.lock();
+        sh.proto.drop_transport("aborted by the application");
+        finish(&mut sh);
+        drop(sh);
+        // The driver sees CLOSED on its next pass and drops both halves of the transport.
+        self.inner.notify_driver();
+    }
+
     /// Polls until the socket is CLOSED (see [`Socket::closed`]).
     pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseEvent> {
         let mut sh = self.inner.lock();

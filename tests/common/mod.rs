@@ -185,3 +185,79 @@ pub async fn send_and_check_order(
         t.await.unwrap();
     }
 }
+
+/// A tiny HTTP CONNECT proxy on 127.0.0.1:0: records each request head, connects to the target
+/// and relays both ways. Returns its address and the heads it received.
+pub async fn connect_proxy() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let head = read_head(&mut tcp).await;
+                seen.lock().unwrap().push(head.clone());
+                let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    let _ = tcp.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                tcp.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// What a [`fake_peer`] does once a client connected.
+#[derive(Clone)]
+pub enum FakePeer {
+    /// Reads an HTTP head, writes these bytes, closes.
+    HttpAnswer(&'static [u8]),
+    /// Reads an HTTP head and closes without a word.
+    HttpClose,
+    /// Accepts and never answers (nor closes, for a minute).
+    Hang,
+    /// A SOCKS5 server that accepts "no authentication" and answers the CONNECT with this
+    /// reply code (RFC 1928 §6: 5 is "connection refused").
+    SocksReply(u8),
+}
+
+/// A scripted peer on 127.0.0.1:0 (a proxy or server that misbehaves as told).
+pub async fn fake_peer(script: FakePeer) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let script = script.clone();
+            tokio::spawn(async move {
+                match script {
+                    FakePeer::HttpAnswer(bytes) => {
+                        read_head(&mut tcp).await;
+                        let _ = tcp.write_all(bytes).await;
+                    }
+                    FakePeer::HttpClose => {
+                        read_head(&mut tcp).await;
+                    }
+                    FakePeer::Hang => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    FakePeer::SocksReply(code) => {
+                        let mut greeting = [0u8; 3];
+                        tcp.read_exact(&mut greeting).await.unwrap();
+                        tcp.write_all(&[5, 0]).await.unwrap();
+                        let mut request = [0u8; 64];
+                        let _ = tcp.read(&mut request).await;
+                        let _ = tcp.write_all(&[5, code, 0, 1, 0, 0, 0, 0, 0, 0]).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

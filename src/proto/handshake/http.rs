@@ -249,6 +249,20 @@ pub fn write_response(status: StatusCode, headers: &HeaderMap, body: &[u8], dst:
     dst.extend_from_slice(body);
 }
 
+/// Serializes an HTTP/1.1 request head into `dst`: `{method} {target} HTTP/1.1`, every header
+/// of `headers` in order, and the empty line (a proxy's `CONNECT host:port`, say). Nothing is
+/// added: `Host` is the caller's to set.
+pub fn write_request(method: &str, target: &str, headers: &HeaderMap, dst: &mut Vec<u8>) {
+    dst.extend_from_slice(method.as_bytes());
+    dst.push(b' ');
+    dst.extend_from_slice(target.as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        write_header(dst, name, value);
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tokens
 // ---------------------------------------------------------------------------------------------
@@ -562,6 +576,22 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nSec-WebSocket-Version: 13\r\n\r\nno"
+        );
+    }
+
+    #[test]
+    fn write_request_writes_the_start_line_and_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("example.com:443"));
+        headers.insert(
+            "proxy-authorization",
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        let mut out = Vec::new();
+        write_request("CONNECT", "example.com:443", &headers, &mut out);
+        assert_eq!(
+            out,
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nProxy-Authorization: Basic dTpw\r\n\r\n"
         );
     }
 

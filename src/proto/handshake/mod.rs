@@ -8,7 +8,7 @@
 //! | `mod.rs` | [`accept_key`], [`encode_key`], [`HandshakeLimits`], [`HandshakeError`] |
 //! | `server.rs` | [`parse_request`], [`check_request`], [`select_protocol`], [`response_101`], errors |
 //! | `client.rs` | [`ClientRequest`], [`parse_response`], [`check_response`] |
-//! | `http.rs` | the head: [`find_head_end`], httparse, [`header_tokens`], [`write_response`], tokens |
+//! | `http.rs` | the head: [`find_head_end`], httparse, [`header_tokens`], [`write_response`], [`write_request`], tokens |
 //!
 //! # Server
 //!
@@ -45,7 +45,7 @@ mod server;
 
 pub use client::{check_response, parse_response, ClientRequest, ReasonPhrase, UpgradeResponse};
 pub(crate) use http::parse_elements;
-pub use http::{find_head_end, header_tokens, write_response};
+pub use http::{find_head_end, header_tokens, write_request, write_response};
 pub use server::{
     check_request, check_request_parts, encode_error_response, encode_response, error_response,
     parse_request, response_101, select_protocol, UpgradeRequest,
