@@ -335,6 +335,87 @@ async fn connect_binary_base64() {
     .await;
 }
 
+/// A WebSocket server written by hand on 127.0.0.1:0 for one client: it completes the opening
+/// handshake, then, when the client's CLOSE comes, answers it if `answer_close` (or not), and
+/// in both cases keeps the TCP connection open for a minute.
+async fn lingering_server(answer_close: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let accept = wsx::proto::handshake::accept_key(key.trim().as_bytes());
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        tcp.write_all(answer.as_bytes()).await.unwrap();
+        // Client frames: small and masked (2-byte header, 4-byte key, payload).
+        let mut header = [0u8; 6];
+        while tcp.read_exact(&mut header).await.is_ok() {
+            let mut payload = vec![0u8; usize::from(header[1] & 0x7f)];
+            tcp.read_exact(&mut payload).await.unwrap();
+            if header[0] & 0x0f == 8 && answer_close {
+                tcp.write_all(&[0x88, 2, 0x03, 0xe8]).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    format!("ws://{addr}/")
+}
+
+/// Runs `wsx connect ARGS` with stdin closed at once; returns (status, stderr, seconds taken).
+async fn connect_with_no_input(args: &[&str]) -> (ExitStatus, String, f64) {
+    let started = std::time::Instant::now();
+    let out = Command::new(WSX)
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status, stderr, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_exits_non_zero_soon_when_the_server_never_answers_the_close() {
+    bounded(30, async {
+        let url = lingering_server(false).await;
+        // The default close timeout (2 s); it used to wait 10 s and exit 0 silently.
+        let (status, stderr, secs) = connect_with_no_input(&[&url]).await;
+        assert!(!status.success(), "{status}");
+        assert!(
+            stderr.contains("1006") && stderr.contains("CLOSE"),
+            "{stderr}"
+        );
+        assert!(secs < 6.0, "took {secs} s");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_exits_0_after_the_close_handshake_without_waiting_for_tcp() {
+    bounded(60, async {
+        let url = lingering_server(true).await;
+        // A long close timeout: only not waiting for the server's TCP close exits this soon.
+        let (status, stderr, secs) = connect_with_no_input(&["--close-timeout", "30", &url]).await;
+        assert!(status.success(), "{status}: {stderr}");
+        assert!(secs < 6.0, "took {secs} s");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_a_closed_port_fails() {
     bounded(30, async {
