@@ -261,3 +261,31 @@ pub async fn fake_peer(script: FakePeer) -> SocketAddr {
     });
     addr
 }
+
+/// Starts a wss:// echo server with a certificate made here for "localhost"; returns its port and
+/// a client configuration that trusts that certificate only.
+#[cfg(feature = "rustls")]
+pub async fn tls_echo_server(
+    options: AcceptOptions,
+) -> (u16, std::sync::Arc<tokio_rustls::rustls::ClientConfig>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.signing_key.serialize_pem();
+    let server_config =
+        wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let (socket, _) = wsx::accept(tls, &options).await.unwrap();
+        while let Ok(m) = socket.recv().await {
+            if socket.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let client_config = wsx::tls::client_config_with_ca_pem(cert_pem.as_bytes()).unwrap();
+    (port, client_config)
+}
