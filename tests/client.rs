@@ -93,6 +93,18 @@ async fn recording_echo_server() -> (std::net::SocketAddr, Arc<Mutex<Vec<http::R
     (addr, requests)
 }
 
+/// Options that go through the proxy at `url`.
+fn via(url: &str) -> ConnectOptions {
+    ConnectOptions::default().proxy(Proxy::parse(url).unwrap())
+}
+
+/// The error of a connection attempt to an unresolvable target through `options`' proxy.
+async fn fails(options: ConnectOptions) -> Error {
+    Socket::open("ws://target.test:9/", options)
+        .await
+        .unwrap_err()
+}
+
 async fn echo_once(socket: &Socket) {
     socket.send("through").await.unwrap();
     assert_eq!(socket.recv().await.unwrap().as_text(), Some("through"));
@@ -164,9 +176,8 @@ async fn refusing_proxies_give_typed_errors_naming_the_proxy_without_credentials
             (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", "502 Bad Gateway"),
         ] {
             let proxy = fake_peer(FakePeer::HttpAnswer(answer)).await;
-            let options = ConnectOptions::default()
-                .proxy(Proxy::parse(&format!("http://bob:hunter2@{proxy}")).unwrap());
-            let err = Socket::open("ws://target.test:9/", options).await.unwrap_err();
+            let options = via(&format!("http://bob:hunter2@{proxy}"));
+            let err = fails(options).await;
             let text = err.to_string();
             assert!(
                 matches!(&err, Error::Proxy(ProxyError::Refused { answer, .. }) if answer == status),
@@ -185,24 +196,18 @@ async fn refusing_proxies_give_typed_errors_naming_the_proxy_without_credentials
 async fn a_closing_proxy_and_a_hanging_proxy_fail_within_the_connect_timeout() {
     tokio::time::timeout(LIMIT, async {
         let proxy = fake_peer(FakePeer::HttpClose).await;
-        let options =
-            ConnectOptions::default().proxy(Proxy::parse(&format!("http://{proxy}")).unwrap());
-        let err = Socket::open("ws://target.test/", options)
-            .await
-            .unwrap_err();
+        let options = via(&format!("http://{proxy}"));
+        let err = fails(options).await;
         assert!(
             matches!(err, Error::Proxy(ProxyError::Closed { .. })),
             "{err:?}"
         );
 
         let proxy = fake_peer(FakePeer::Hang).await;
-        let mut options =
-            ConnectOptions::default().proxy(Proxy::parse(&format!("http://u:pw@{proxy}")).unwrap());
+        let mut options = via(&format!("http://u:pw@{proxy}"));
         options.connect_timeout = Duration::from_millis(500);
         let started = std::time::Instant::now();
-        let err = Socket::open("ws://target.test/", options)
-            .await
-            .unwrap_err();
+        let err = fails(options).await;
         assert!(
             matches!(err, Error::Proxy(ProxyError::Timeout { .. })),
             "{err:?}"
@@ -217,11 +222,8 @@ async fn a_closing_proxy_and_a_hanging_proxy_fail_within_the_connect_timeout() {
         let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = gone.local_addr().unwrap();
         drop(gone);
-        let options =
-            ConnectOptions::default().proxy(Proxy::parse(&format!("socks5h://{addr}")).unwrap());
-        let err = Socket::open("ws://target.test/", options)
-            .await
-            .unwrap_err();
+        let options = via(&format!("socks5h://{addr}"));
+        let err = fails(options).await;
         assert!(
             matches!(err, Error::Proxy(ProxyError::Unreachable { .. })),
             "{err:?}"
@@ -236,9 +238,8 @@ async fn a_closing_proxy_and_a_hanging_proxy_fail_within_the_connect_timeout() {
 async fn a_socks5_refusal_is_reported_with_its_reply() {
     tokio::time::timeout(LIMIT, async {
         let proxy = fake_peer(FakePeer::SocksReply(5)).await;
-        let options = ConnectOptions::default()
-            .proxy(Proxy::parse(&format!("socks5h://{proxy}")).unwrap());
-        let err = Socket::open("ws://target.test:9/", options).await.unwrap_err();
+        let options = via(&format!("socks5h://{proxy}"));
+        let err = fails(options).await;
         assert!(
             matches!(&err, Error::Proxy(ProxyError::Refused { answer, .. }) if answer == "Connection refused"),
             "{err:?}"
