@@ -16,6 +16,7 @@
 //! | send (waiting while the write buffer is full) | [`Socket::send`] |
 //! | send without ever waiting | [`Socket::try_send`] |
 //! | send one frame to many sockets | [`PreparedMessage`] with [`Socket::send_prepared`] / [`Socket::try_send_prepared`] |
+//! | broadcast to rooms, across processes | [`hub::Hub`] (in memory, or on Redis with feature `redis`) |
 //! | ping | [`Socket::ping`] |
 //! | close (and, if you like, wait for the end) | [`Socket::close(CloseCode, reason)`](Socket::close) |
 //! | receive | [`Socket::recv`], the `Stream` half of [`Socket::split`], or callbacks ([`Socket::on_message`], ...) |
@@ -86,6 +87,7 @@ mod cookies;
 mod error;
 mod handler;
 mod http_io;
+pub mod hub;
 mod message;
 pub mod proto;
 mod proxy;
