@@ -2,9 +2,9 @@
 //! are in which room, and the fan-out to their sockets.
 //!
 //! A message is framed once and queued on every member's socket without waiting. A member whose
-//! write buffer is full gets the message in its own bounded queue, drained by a task that waits
-//! at most the grace for each message; past the grace, or past the queue bound, the member is
-//! closed with 1013. So a slow reader never holds up the room, the node, or the engine, and
+//! write buffer is full gets the message in its own queue (bounded in bytes), drained by a task
+//! that waits at most the grace for each message; past the grace, or past the queue bound, the
+//! member is closed with 1013. So a slow reader never holds up the room, the node, or the engine, and
 //! the memory held per member is bounded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,6 +45,8 @@ struct Slot {
     rooms: HashSet<Arc<str>>,
     /// Messages not yet handed to the socket, oldest first.
     queue: VecDeque<Queued>,
+    /// What `queue` holds, as counted against [`HubConfig::max_queued_bytes`].
+    queued_bytes: usize,
     /// A drain task owns the queue: new messages go behind it.
     draining: bool,
     /// Per room, the last offset a recovery already sent: live copies up to it are skipped.
@@ -57,10 +59,19 @@ struct Queued {
     msg: PreparedMessage,
 }
 
+impl Queued {
+    fn cost(&self) -> usize {
+        self.msg.frame().len().saturating_add(ENTRY_COST)
+    }
+}
+
 fn lock(m: &Mutex<Table>) -> MutexGuard<'_, Table> {
     // Nothing panics while the table is locked; recover rather than propagate a poison.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// What one queued message is counted as beyond its frame (the entry and its handle).
+const ENTRY_COST: usize = 64;
 
 const SLOW: &str = "too slow: the room does not wait for you";
 
@@ -171,10 +182,15 @@ impl Local {
         };
         slot.socket = Some(socket.clone());
         let skip = std::mem::take(&mut slot.skip);
+        let mut freed = 0;
         slot.queue.retain(|q| match (skip.get(&q.room), q.offset) {
-            (Some(last), Some(offset)) => offset > *last,
+            (Some(last), Some(offset)) if offset <= *last => {
+                freed += q.cost();
+                false
+            }
             _ => true,
         });
+        slot.queued_bytes = slot.queued_bytes.saturating_sub(freed);
         if !slot.queue.is_empty() && !slot.draining {
             slot.draining = true;
             tokio::spawn(self.clone().drain(id));
@@ -225,15 +241,18 @@ impl Local {
                     }
                 }
             }
-            if slot.queue.len() >= self.config.max_queue {
-                slow.push(id);
-                continue;
-            }
-            slot.queue.push_back(Queued {
+            let queued = Queued {
                 room: name.clone(),
                 offset,
                 msg: msg.clone(),
-            });
+            };
+            let bytes = slot.queued_bytes.saturating_add(queued.cost());
+            if bytes > self.config.max_queued_bytes {
+                slow.push(id);
+                continue;
+            }
+            slot.queued_bytes = bytes;
+            slot.queue.push_back(queued);
             if slot.socket.is_some() && !slot.draining {
                 slot.draining = true;
                 tokio::spawn(self.clone().drain(id));
@@ -261,6 +280,7 @@ impl Local {
                     slot.draining = false;
                     return;
                 };
+                slot.queued_bytes = slot.queued_bytes.saturating_sub(item.cost());
                 (socket, item)
             };
             match tokio::time::timeout(self.config.send_grace, socket.send_prepared(&item.msg))
@@ -384,7 +404,7 @@ mod tests {
     async fn a_member_that_stops_reading_is_dropped_and_the_others_go_on() {
         let hub = Hub::memory(HubConfig {
             send_grace: Duration::from_millis(200),
-            max_queue: 64,
+            max_queued_bytes: 1 << 20,
         });
         // The slow client is a bare handshaken stream that never reads.
         let (slow_server, url) = listen().await;

@@ -19,9 +19,9 @@
 //! ```
 //!
 //! Each message is framed once per node ([`PreparedMessage`](crate::PreparedMessage)) and the
-//! same bytes are queued on every local member. A member that stops reading gets a bounded queue
-//! and a grace period, then is closed with 1013 (try again later): the hub never buffers without
-//! bound. A member never receives its own messages.
+//! same bytes are queued on every local member. A member that stops reading gets a queue bounded
+//! in bytes and a grace period per message, then is closed with 1013 (try again later): the hub
+//! never buffers without bound. A member never receives its own messages.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -139,16 +139,16 @@ pub struct HubConfig {
     /// How long a message may wait for a member whose write buffer is full before that member
     /// is closed with 1013.
     pub send_grace: Duration,
-    /// Most messages queued for one member beyond its socket's write buffer; one more closes
-    /// it with 1013.
-    pub max_queue: usize,
+    /// Most bytes queued for one member beyond its socket's write buffer (each message
+    /// counted as its frame plus a small overhead); a member over it is closed with 1013.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             send_grace: Duration::from_secs(2),
-            max_queue: 4096,
+            max_queued_bytes: 1 << 20,
         }
     }
 }
