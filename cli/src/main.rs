@@ -6,6 +6,8 @@
 
 mod bench;
 mod connect;
+mod fanout;
+mod rooms;
 mod serve;
 
 use std::io::IsTerminal as _;
@@ -29,12 +31,14 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a WebSocket server: echo on every path, a chat room on /chat, a test page on /.
+    /// Run a WebSocket server: rooms on /chat and /room/NAME, a test page on /, echo elsewhere.
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket URL: stdin lines go out, received messages go to stdout.
     Connect(connect::ConnectArgs),
     /// Load-test an echo endpoint and report latency and throughput.
     Bench(bench::BenchArgs),
+    /// Load-test a broadcast room over one or more nodes: delivered messages/s and latency.
+    Fanout(fanout::FanoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Fanout(args) => fanout::run(args).await,
         }
     });
     // Tasks still running (a stuck peer, stdin reader) must not hold the exit up.

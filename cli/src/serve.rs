@@ -1,5 +1,5 @@
-//! `wsx serve`: a WebSocket server with an echo endpoint (every path but `/chat`), a broadcast
-//! chat room (`/chat`) and a small test page (`GET /`), over plain TCP or TLS.
+//! `wsx serve`: a WebSocket server with an echo endpoint (every other path), broadcast rooms
+//! (`/chat`, `/room/NAME`; see `rooms.rs`) and a small test page (`GET /`), over plain TCP or TLS.
 //!
 //! Each accepted connection runs on its own task: optional TLS handshake, then the request head
 //! (both under the handshake timeout), then either a plain HTTP answer (the page, 426, 404) or
@@ -26,16 +26,19 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use wsx::hub::Hub;
 use wsx::proto::handshake::{write_response, HandshakeLimits};
 use wsx::server::{accept_request, read_request};
-use wsx::{AcceptOptions, CloseCode, OpCode, PreparedMessage, Socket, SocketConfig, WsStream};
+use wsx::{AcceptOptions, CloseCode, OpCode, Socket, SocketConfig, WsStream};
+
+use crate::rooms;
 
 /// The test page served at `/`.
 const PAGE: &str = include_str!("page.html");
 
 /// How long a chat message may wait for a member whose write buffer is full before that
 /// member is dropped.
-const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
+pub const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for open sockets to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -68,6 +71,14 @@ pub struct ServeArgs {
     /// Time a client has for the TLS handshake and its request head.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
     pub handshake_timeout: Duration,
+    /// Share /chat and /room/NAME with every node on this Redis (redis://HOST:PORT); without
+    /// it the rooms are in memory.
+    #[arg(long, value_name = "URL")]
+    pub hub: Option<String>,
+    /// With --hub: keep about N messages of each room for clients that reconnect with
+    /// ?since=OFFSET (each message then starts with its offset and a newline).
+    #[arg(long, value_name = "N", requires = "hub")]
+    pub history: Option<usize>,
 }
 
 /// Parses a (possibly fractional) number of seconds.
@@ -89,6 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    let hub = rooms::hub(&args).await?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -126,7 +138,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         handshake_timeout: args.handshake_timeout,
         slots: Slots::new(args.max_connections),
         registry: Registry::default(),
-        room: Room::default(),
+        hub,
     });
 
     let mut shutdown = pin!(shutdown_signal());
@@ -209,7 +221,7 @@ struct Server {
     handshake_timeout: Duration,
     slots: Slots,
     registry: Registry,
-    room: Room,
+    hub: Hub,
 }
 
 impl Server {
@@ -254,17 +266,31 @@ impl Server {
             info!(%peer, method = %req.method(), %path, status, "http");
             return;
         }
+        let room = match rooms::route(&req, &self.hub) {
+            Ok(room) => room,
+            Err(e) => {
+                refuse(&mut stream, StatusCode::BAD_REQUEST, &format!("{e}\n")).await;
+                info!(%peer, %path, status = 400, error = %e, "refused");
+                return;
+            }
+        };
         let Some(_slot) = self.slots.acquire() else {
-            let _ = respond(
-                &mut stream,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                b"too many connections; try again later\n",
-                false,
-            )
-            .await;
+            let text = "too many connections; try again later\n";
+            refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, text).await;
             info!(%peer, %path, status = 503, "refused: connection limit reached");
             return;
+        };
+        let joined = match room {
+            Some(room) => match rooms::join(&self.hub, room).await {
+                Ok(joined) => Some(joined),
+                Err(e) => {
+                    let text = format!("{e}\n");
+                    refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &text).await;
+                    info!(%peer, %path, status = 503, error = %e, "refused");
+                    return;
+                }
+            },
+            None => None,
         };
         let socket = match accept_request(stream, &req, leftover, &self.options).await {
             Ok(socket) => socket,
@@ -280,29 +306,12 @@ impl Server {
             socket.closed().await;
             return;
         };
-        if path == "/chat" {
-            self.chat(&socket).await;
-        } else {
-            echo(&socket).await;
+        match joined {
+            Some(joined) => rooms::run(joined, &socket).await,
+            None => echo(&socket).await,
         }
         let ev = socket.closed().await;
         info!(%peer, %path, code = ev.code, reason = %ev.reason, clean = ev.clean, "close");
-    }
-
-    /// Relays each message of `socket` to every other member of the room.
-    async fn chat(&self, socket: &Socket) {
-        let id = self.room.join(socket);
-        while let Ok(msg) = socket.recv().await {
-            if !msg.is_text() && !msg.is_binary() {
-                continue;
-            }
-            // Framed once: every member's socket queues the same bytes.
-            let Ok(prepared) = PreparedMessage::new(msg) else {
-                continue;
-            };
-            self.room.broadcast(id, &prepared).await;
-        }
-        self.room.leave(id);
     }
 }
 
@@ -343,7 +352,7 @@ async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
     let text = "text/plain; charset=utf-8";
     let (status, ctype, body): (StatusCode, &'static str, &[u8]) = if path == "/" && get {
         (StatusCode::OK, "text/html; charset=utf-8", PAGE.as_bytes())
-    } else if WS_ENDPOINTS.contains(&path) {
+    } else if WS_ENDPOINTS.contains(&path) || path.starts_with("/room/") {
         (
             StatusCode::UPGRADE_REQUIRED,
             text,
@@ -356,6 +365,12 @@ async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
     };
     let _ = respond(stream, status, ctype, body, head_only).await;
     status.as_u16()
+}
+
+/// Answers an upgrade that cannot go ahead with `status` and a plain-text reason.
+async fn refuse(stream: &mut WsStream, status: StatusCode, text: &str) {
+    let ctype = "text/plain; charset=utf-8";
+    let _ = respond(stream, status, ctype, text.as_bytes(), false).await;
 }
 
 /// Writes a complete `Connection: close` response, then ends the connection.
@@ -499,77 +514,5 @@ impl Registry {
             going_away(socket);
         }
         open
-    }
-}
-
-/// The `/chat` broadcast room.
-#[derive(Default)]
-struct Room {
-    inner: Mutex<RoomInner>,
-}
-
-#[derive(Default)]
-struct RoomInner {
-    next: u64,
-    members: HashMap<u64, Socket>,
-}
-
-impl Room {
-    fn join(&self, socket: &Socket) -> u64 {
-        let mut room = lock(&self.inner);
-        let id = room.next;
-        room.next += 1;
-        room.members.insert(id, socket.clone());
-        id
-    }
-
-    fn leave(&self, id: u64) {
-        lock(&self.inner).members.remove(&id);
-    }
-
-    /// Queues `msg` for every member but `from`.
-    ///
-    /// Members with room in their write buffer get it at once. For a member whose buffer is
-    /// full, the sender's task waits (which stops reading from the sender: backpressure) for at
-    /// most [`CHAT_SEND_GRACE`]; a member still full after that is dropped with 1013, so one
-    /// reader that stopped reading never holds up the room or makes the server buffer without
-    /// bound (each member holds at most its buffer limit plus one message per sender).
-    async fn broadcast(&self, from: u64, msg: &PreparedMessage) {
-        let mut waiting = Vec::new();
-        {
-            let mut room = lock(&self.inner);
-            let mut gone = Vec::new();
-            for (&id, member) in &room.members {
-                if id == from {
-                    continue;
-                }
-                match member.try_send_prepared(msg) {
-                    Ok(true) => {}
-                    Ok(false) => waiting.push((id, member.clone())),
-                    Err(_) => gone.push(id),
-                }
-            }
-            for id in gone {
-                room.members.remove(&id);
-            }
-        }
-        if waiting.is_empty() {
-            return;
-        }
-        let deadline = Instant::now() + CHAT_SEND_GRACE;
-        for (id, member) in waiting {
-            match tokio::time::timeout_at(deadline, member.send_prepared(msg)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => self.leave(id),
-                Err(_) => {
-                    member.close(
-                        CloseCode::TRY_AGAIN_LATER,
-                        "too slow: the room does not wait for you",
-                    );
-                    self.leave(id);
-                    info!(url = member.url(), "dropped a member that stopped reading");
-                }
-            }
-        }
     }
 }

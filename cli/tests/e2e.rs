@@ -675,3 +675,49 @@ async fn chat_drops_a_member_that_does_not_read() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_room_name_or_offset_gets_a_clear_refusal() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let upgrade = |path: String| {
+            let addr = server.addr.clone();
+            async move {
+                let mut tcp = TcpStream::connect(&addr).await.unwrap();
+                let req = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n"
+                );
+                tcp.write_all(req.as_bytes()).await.unwrap();
+                let mut out = Vec::new();
+                tcp.read_to_end(&mut out).await.unwrap();
+                String::from_utf8(out).unwrap()
+            }
+        };
+        let long = upgrade(format!("/room/{}", "x".repeat(65))).await;
+        assert!(long.starts_with("HTTP/1.1 400"), "{long}");
+        assert!(
+            long.contains("invalid room name: longer than 64 bytes"),
+            "{long}"
+        );
+        let bad = upgrade("/room/a*b".into()).await;
+        assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+        assert!(
+            bad.contains("only A-Z a-z 0-9 - _ . : are allowed"),
+            "{bad}"
+        );
+        let since = upgrade("/room/ok?since=1-0".into()).await;
+        assert!(since.starts_with("HTTP/1.1 400"), "{since}");
+        assert!(since.contains("keeps no room history"), "{since}");
+        // A good name is a room: its members hear each other.
+        let url = server.url("/room/ok.1");
+        let (x, y) = (
+            Socket::open(&url, plain()).await.unwrap(),
+            Socket::open(&url, plain()).await.unwrap(),
+        );
+        x.send("hi").await.unwrap();
+        assert_eq!(recv(&y).await.as_text(), Some("hi"));
+    })
+    .await;
+}
