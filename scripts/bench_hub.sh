@@ -5,8 +5,9 @@
 #   scripts/bench_hub.sh
 #
 # Environment: PROFILE=release|debug (default release; debug reuses the test build: the library
-# at opt-level 0, its dependencies optimized), SCALE (default 1: the message counts below are
-# multiplied by it), CELLS="1x1000 100x100".
+# at opt-level 0, its dependencies optimized), DURATION (seconds of publishing per cell, default
+# 10), LOAD (deliveries per second offered in each cell, default 20000: the publishers' total
+# rate is LOAD / members), CELLS="1x1000 100x100".
 #
 # Cells (publishers x members, one room): each publisher sends at a fixed rate, every member
 # records publish-to-delivery latency; members and publishers are spread round-robin over the
@@ -17,7 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROFILE=${PROFILE:-release}
-SCALE=${SCALE:-1}
+DURATION=${DURATION:-10}
+LOAD=${LOAD:-20000}
 CELLS=${CELLS:-"1x1000 100x100"}
 if [ "$PROFILE" = release ]; then
     cargo build --release -p wsx-cli
@@ -72,9 +74,9 @@ n=0
 for cell in $CELLS; do
     publishers=${cell%x*}
     members=${cell#*x}
-    # About 1,000 messages/s published in total, for 10 s (x SCALE).
-    rate=$((1000 / publishers))
-    messages=$((rate * 10 * SCALE))
+    # LOAD deliveries/s offered, for DURATION seconds.
+    rate=$(awk -v l="$LOAD" -v m="$members" -v p="$publishers" 'BEGIN { print l / m / p }')
+    messages=$(awk -v r="$rate" -v d="$DURATION" 'BEGIN { n = int(r * d + 0.5); print (n < 1 ? 1 : n) }')
     for hub in memory redis; do
         n=$((n + 1))
         if [ "$hub" = memory ]; then
