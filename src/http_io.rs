@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits};
 
 /// Reads an HTTP head (up to and including the empty line) from `io` into `buf`, enforcing the
-/// size limit; returns where the head ends. Bytes after it stay in `buf`.
+/// size limit; returns where the head ends. Bytes after it stay in `buf`. Bytes that cannot
+/// begin an HTTP head fail at once ([`handshake::could_start_head`]).
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
@@ -35,6 +36,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         if n == 0 {
             return Err(HandshakeError::Malformed(
                 "the connection closed before the HTTP head was complete".into(),
+            )
+            .into());
+        }
+        if !handshake::could_start_head(buf) {
+            return Err(HandshakeError::Malformed(
+                "the first bytes cannot begin an HTTP/1.1 head (TLS sent to a plain port?)".into(),
             )
             .into());
         }
