@@ -25,7 +25,7 @@ esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TARGETS="${FUZZ_TARGETS:-decoder protocol handshake_request handshake_response deflate_params inflate utf8}"
+TARGETS="${FUZZ_TARGETS:-decoder protocol handshake_request handshake_response http_head pair deflate_params inflate utf8}"
 SANITIZER="${FUZZ_SANITIZER:-address}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-stable}"
 
