@@ -139,8 +139,11 @@ fuzz_target!(|data: &[u8]| {
             0 | 1 => {
                 let len = [0, 1, 125, 126, 4000, 65536, 70000][(r % 7) as usize];
                 let (opcode, body) = payload(r >> 8, len, r);
-                let compression = [Compression::Auto, Compression::Never, Compression::Always]
-                    [((r >> 16) % 3) as usize];
+                let compression = if (r >> 16) & 1 == 0 {
+                    Compression::Auto
+                } else {
+                    Compression::Never
+                };
                 if ends[side]
                     .proto
                     .send(opcode, body.clone(), compression)
