@@ -28,10 +28,14 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
             }
             .into());
         }
-        buf.reserve(
-            4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
-                .max(1),
-        );
+        // Grow only when the room is nearly used up: a usual head fits in the caller's first
+        // allocation, and a connection that sends part of a head and stalls holds no more.
+        if buf.capacity() - buf.len() < 256 {
+            buf.reserve(
+                4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
+                    .max(1),
+            );
+        }
         let n = io.read_buf(buf).await?;
         if n == 0 {
             return Err(HandshakeError::Malformed(

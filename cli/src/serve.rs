@@ -107,7 +107,9 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 /// Parses a payload limit in bytes: at least 1 (any larger value that fits is taken as is).
 fn parse_payload(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
-        Ok(0) => Err("`0` would refuse every message: give at least 1 byte".to_owned()),
+        Ok(0) => {
+            Err("`0` would refuse every message that is not empty: give at least 1 byte".to_owned())
+        }
         Ok(n) => Ok(n),
         Err(e) => Err(format!("`{s}`: {e}")),
     }

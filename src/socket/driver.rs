@@ -247,9 +247,8 @@ impl Driver {
                 Poll::Ready(Ok(())) => {
                     let data = buf.filled();
                     let n = data.len();
-                    self.filled = n == IDLE_READ;
                     if n > 0 {
-                        let more = if self.filled {
+                        let more = if n == IDLE_READ {
                             growth(n, frame_rest(data), true)
                         } else {
                             0
@@ -257,6 +256,8 @@ impl Driver {
                         self.rbuf.reserve(n + more);
                         self.rbuf.extend_from_slice(data);
                     }
+                    // The step for a full read is taken here already.
+                    self.filled = false;
                     Poll::Ready(Ok(n))
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
