@@ -25,7 +25,7 @@ esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TARGETS="${FUZZ_TARGETS:-decoder protocol handshake_request handshake_response deflate_params inflate utf8}"
+TARGETS="${FUZZ_TARGETS:-decoder protocol handshake_request handshake_response http_head pair deflate_params inflate utf8}"
 SANITIZER="${FUZZ_SANITIZER:-address}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-stable}"
 
@@ -106,6 +106,20 @@ seed handshake_response rfc '\x00'"$RESPONSE"
 seed handshake_response extensions '\x09'"$RESPONSE_EXT"
 seed handshake_response error '\x20'"$RESPONSE_ERROR"
 
+# http_head: [selector: bit 0 response, bits 1-2 version/target, bit 7 raw line] then picks of
+# header lines (indexes into the target's list) up to 0xff, then raw bytes.
+seed http_head request '\x00'
+seed http_head request-bodies '\x00\x01\x06\x00\x00'
+seed http_head asterisk '\x02\x00'
+seed http_head response '\x01'
+seed http_head response-length '\x01\x00\xff\x81\x02hi'
+seed http_head response-http10 '\x03'
+
+# pair: [configuration] then one action per byte (bit 0: which side).
+seed pair messages '\x00\x00\x02\x0c\x0d\x08\x09\x00\x0c\x0d\x08\x09'
+seed pair deflate '\x40\x00\x02\x0c\x0d\x06\x07\x08\x09\x0c\x0d'
+seed pair close '\x00\x00\x0c\x06\x0d\x0c\x08\x09'
+
 # deflate_params: header values separated by \n.
 seed deflate_params plain 'permessage-deflate'
 seed deflate_params client-bits 'permessage-deflate; client_max_window_bits'
@@ -136,7 +150,7 @@ fuzz build -s "$SANITIZER" >&2
 failed=0
 for target in $TARGETS; do
   log="$ROOT/fuzz/artifacts/$target.log"
-  mkdir -p "$ROOT/fuzz/artifacts/$target"
+  mkdir -p "$ROOT/fuzz/artifacts/$target" "$CORPUS/$target"
   status=ok
   if ! fuzz run -s "$SANITIZER" "$target" "$CORPUS/$target" -- \
     -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \

@@ -9,7 +9,8 @@ use crate::error::Result;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits};
 
 /// Reads an HTTP head (up to and including the empty line) from `io` into `buf`, enforcing the
-/// size limit; returns where the head ends. Bytes after it stay in `buf`.
+/// size limit; returns where the head ends. Bytes after it stay in `buf`. Bytes that cannot
+/// begin an HTTP head fail at once ([`handshake::could_start_head`]).
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     io: &mut S,
     buf: &mut BytesMut,
@@ -27,14 +28,24 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
             }
             .into());
         }
-        buf.reserve(
-            4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
-                .max(1),
-        );
+        // Grow only when the room is nearly used up: a usual head fits in the caller's first
+        // allocation, and a connection that sends part of a head and stalls holds no more.
+        if buf.capacity() - buf.len() < 256 {
+            buf.reserve(
+                4096.min(limits.max_header_bytes.saturating_sub(buf.len()))
+                    .max(1),
+            );
+        }
         let n = io.read_buf(buf).await?;
         if n == 0 {
             return Err(HandshakeError::Malformed(
                 "the connection closed before the HTTP head was complete".into(),
+            )
+            .into());
+        }
+        if !handshake::could_start_head(buf) {
+            return Err(HandshakeError::Malformed(
+                "the first bytes cannot begin an HTTP/1.1 head (TLS sent to a plain port?)".into(),
             )
             .into());
         }

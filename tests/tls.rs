@@ -51,3 +51,84 @@ async fn wss_concurrent_large_messages_stay_byte_exact() {
     .await
     .unwrap();
 }
+
+/// Over TLS too, a peer that announces a large frame after a large message and trickles it
+/// holds a read buffer of about what it sent, not of what it announced.
+#[tokio::test]
+async fn amplification_trickle_over_tls_keeps_the_read_buffer_small() {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+    use wsx::proto::{FrameHeader, OpCode};
+
+    /// Reads one unmasked frame's payload.
+    async fn read_payload<S: AsyncRead + Unpin>(io: &mut S) -> Vec<u8> {
+        let mut h = [0u8; 2];
+        io.read_exact(&mut h).await.unwrap();
+        let len = match h[1] & 0x7f {
+            126 => u64::from(io.read_u16().await.unwrap()),
+            127 => io.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        io.read_exact(&mut payload).await.unwrap();
+        payload
+    }
+
+    tokio::time::timeout(LIMIT, async {
+        let (acceptor, cert_pem) = common::localhost_acceptor();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = acceptor.accept(tcp).await.unwrap();
+            let options = AcceptOptions::default().no_deflate();
+            let (socket, _) = wsx::accept(tls, &options).await.unwrap();
+            let _ = tx.send(socket.clone());
+            while let Ok(m) = socket.recv().await {
+                if socket.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let client_config = wsx::tls::client_config_with_ca_pem(cert_pem.as_bytes()).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(client_config);
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(common::upgrade_request("/", "").as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tls.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let socket = rx.await.unwrap();
+
+        let big = vec![b'x'; 1 << 20];
+        tls.write_all(&common::client_frame(OpCode::Binary, true, &big))
+            .await
+            .unwrap();
+        assert_eq!(read_payload(&mut tls).await.len(), big.len());
+        let header = FrameHeader::new(OpCode::Binary, 1 << 20, Some([1, 2, 3, 4]));
+        let mut announce = bytes::BytesMut::new();
+        header.encode_to(&mut announce);
+        tls.write_all(&announce).await.unwrap();
+        for _ in 0..40 {
+            tls.write_all(&[b'y'; 15]).await.unwrap();
+            tls.flush().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let used = socket.memory_usage();
+        assert!(
+            used <= 16 * 1024,
+            "a trickled frame holds {used} bytes for 600 received"
+        );
+        tls.write_all(&vec![b'y'; (1 << 20) - 600]).await.unwrap();
+        assert_eq!(read_payload(&mut tls).await.len(), 1 << 20);
+    })
+    .await
+    .unwrap();
+}

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Context as _};
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::Args;
+use http::header::HOST;
 use http::{HeaderName, HeaderValue};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use wsx::{CloseCode, ConnectOptions, Message, Proxy, Socket};
@@ -83,6 +84,12 @@ fn parse_header(h: &str) -> anyhow::Result<(HeaderName, HeaderValue)> {
     })?;
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| anyhow!("--header `{h}`: the value is not a valid header value"))?;
+    if name == HOST {
+        bail!("--header `{h}`: `Host` comes from the URL; put the host (and port) in the URL");
+    }
+    if wsx::proto::handshake::is_handshake_header(&name) {
+        bail!("--header `{h}`: `{name}` is set by the handshake itself (see --origin, --protocol, --no-deflate)");
+    }
     Ok((name, value))
 }
 

@@ -52,8 +52,9 @@ pub struct ServeArgs {
     /// Do not offer permessage-deflate.
     #[arg(long)]
     pub no_deflate: bool,
-    /// Largest message accepted, in bytes (larger ones close the connection with 1009).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    /// Largest message accepted, in bytes (larger ones close the connection with 1009); at
+    /// least 1.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, value_parser = parse_payload)]
     pub max_payload: usize,
     /// PEM certificate chain: serve wss:// (needs --tls-key).
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -65,11 +66,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Ping a peer that was silent this long, and drop it if the ping goes unanswered for as
-    /// long again.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// long again (more than 0, at most a year).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub idle_timeout: Option<Duration>,
-    /// Time a client has for the TLS handshake and its request head.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    /// Time a client has for the TLS handshake and its request head (more than 0, at most a
+    /// year).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "10")]
     pub handshake_timeout: Duration,
     /// Share /chat and /room/NAME with every node on this Redis (redis://HOST:PORT); without
     /// it the rooms are in memory.
@@ -79,15 +81,49 @@ pub struct ServeArgs {
     /// ?since=OFFSET (each message then starts with its offset and a newline).
     #[arg(long, value_name = "N", requires = "hub")]
     pub history: Option<usize>,
+    /// Time a peer has to complete a message once its first frame header arrived (a peer that
+    /// trickles a message is closed with 1008); more than 0, at most a year.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "300")]
+    pub message_timeout: Duration,
 }
 
-/// Parses a (possibly fractional) number of seconds.
+/// The longest duration a flag takes: one year (longer means "never" in practice, and must
+/// not overflow a deadline).
+const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Parses a (possibly fractional) number of seconds, from 0 to a year.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!(
+            "`{s}` is out of range: give 0 to {MAX_SECS} seconds (a year)"
+        ));
+    }
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Parses a timeout: [`parse_secs`], and more than 0 (a zero timeout would drop every peer).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        Duration::ZERO => Err(format!(
+            "`{s}` would time out at once: give more than 0 seconds"
+        )),
+        d => Ok(d),
+    }
+}
+
+/// Parses a payload limit in bytes: at least 1 (any larger value that fits is taken as is).
+fn parse_payload(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => {
+            Err("`0` would refuse every message that is not empty: give at least 1 byte".to_owned())
+        }
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -117,6 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let mut socket_config = SocketConfig {
         max_payload: args.max_payload,
+        message_timeout: Some(args.message_timeout),
         ..SocketConfig::default()
     };
     if let Some(idle) = args.idle_timeout {

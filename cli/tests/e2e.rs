@@ -721,3 +721,64 @@ async fn a_bad_room_name_or_offset_gets_a_clear_refusal() {
     })
     .await;
 }
+
+/// Runs `wsx ARGS` to its end (stdin closed) and returns whether it succeeded and its stderr.
+async fn run_wsx(args: &[&str]) -> (bool, String) {
+    let out = Command::new(WSX)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_flag_values_are_refused_at_start_or_taken_as_is() {
+    bounded(60, async {
+        // `--handshake-timeout 1e19` used to make every connection reset (a deadline overflow).
+        for (flag, value) in [
+            ("--handshake-timeout", "1e19"),
+            ("--idle-timeout", "1e19"),
+            ("--message-timeout", "1e19"),
+            ("--handshake-timeout", "0"),
+            ("--idle-timeout", "0"),
+            ("--message-timeout", "-1"),
+            ("--max-payload", "0"),
+            ("--max-payload", "18446744073709551616"),
+        ] {
+            let (ok, stderr) = run_wsx(&["serve", "--listen", "127.0.0.1:0", flag, value]).await;
+            assert!(!ok, "{flag} {value} was taken");
+            assert!(stderr.contains(value), "{flag} {value}: {stderr}");
+        }
+        // The largest payload limit there is, and a year-long handshake timeout: served.
+        let server = Server::start(&[
+            "--max-payload",
+            "18446744073709551615",
+            "--handshake-timeout",
+            "31536000",
+        ])
+        .await;
+        let socket = Socket::open(&server.url("/"), plain()).await.unwrap();
+        socket.send("big limits").await.unwrap();
+        assert_eq!(recv(&socket).await.as_text(), Some("big limits"));
+        socket.close(CloseCode::NORMAL, "").await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leniency_connect_host_header_is_refused_with_a_message() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let (ok, stderr) = run_wsx(&["connect", &server.url("/"), "-H", "Host: x"]).await;
+        assert!(!ok);
+        assert!(stderr.contains("Host"), "{stderr}");
+        assert!(stderr.contains("URL"), "{stderr}");
+    })
+    .await;
+}

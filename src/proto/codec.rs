@@ -25,10 +25,19 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// costs no memory (fragments are appended, not kept as a list) and is cut off here.
 pub const DEFAULT_MAX_FRAGMENTS: usize = 1 << 17;
 
+/// The most bytes DEFLATE may take to carry `n` bytes: stored blocks add 5 bytes per 65535,
+/// and a compressor's flushes a few more per frame. Bounded generously (n / 1024 + 64): a
+/// compressed frame that carries at most `n` bytes is never refused for its wire size.
+pub fn deflate_bound(n: usize) -> usize {
+    n.saturating_add(n / 1024).saturating_add(64)
+}
+
 /// Limits the decoder enforces before allocating anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest frame payload accepted (close 1009 above it).
+    /// The largest frame payload accepted (close 1009 above it). A compressed frame may exceed
+    /// it by the DEFLATE overhead ([`deflate_bound`]): what it inflates to is held to
+    /// `max_message_size`.
     pub max_frame_size: usize,
     /// The largest message accepted, after decompression (close 1009 above it).
     pub max_message_size: usize,
@@ -267,22 +276,31 @@ impl Decoder {
         } else if self.assembly.is_some() {
             return Err(ProtocolError::ExpectedContinuation);
         }
-        if h.payload_len > self.limits.max_frame_size as u64 {
-            return Err(ProtocolError::FrameTooBig {
-                size: h.payload_len,
-                limit: self.limits.max_frame_size,
-            });
-        }
-        // Checked against max_frame_size (a usize) just above, so this fits.
-        let len = h.payload_len as usize;
         let compressed = match (&self.assembly, h.opcode) {
             (Some(asm), OpCode::Continue) => asm.compressed,
             (_, op) if op.is_data() => h.rsv1(),
             _ => false,
         };
+        // The limit is on what the frame carries: a compressed frame may exceed it by what
+        // DEFLATE adds to data that does not compress (its inflated size is checked as it
+        // inflates).
+        let frame_limit = if compressed {
+            deflate_bound(self.limits.max_frame_size)
+        } else {
+            self.limits.max_frame_size
+        };
+        let len = match usize::try_from(h.payload_len) {
+            Ok(len) if len <= frame_limit => len,
+            _ => {
+                return Err(ProtocolError::FrameTooBig {
+                    size: h.payload_len,
+                    limit: self.limits.max_frame_size,
+                })
+            }
+        };
         if !compressed && !h.opcode.is_control() {
             let so_far = self.assembly.as_ref().map_or(0, |a| a.buf.len());
-            if so_far + len > self.limits.max_message_size {
+            if so_far.saturating_add(len) > self.limits.max_message_size {
                 return Err(ProtocolError::MessageTooBig {
                     limit: self.limits.max_message_size,
                 });

@@ -47,6 +47,18 @@ use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 use super::state::ReadyState;
 use super::Role;
 
+/// How far away a deadline is put when `now + duration` cannot be represented: far enough to
+/// never come (about 30 years, as tokio's far future).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// `now + d`, saturating: a duration too large to add (`Duration::MAX`) gives a deadline that
+/// never comes instead of a panic.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}
+
 /// Unwritten output (bytes) beyond which PINGs are not answered at once: only the latest one
 /// is remembered and answered once the output drains (RFC 6455 §5.5.3 allows answering only
 /// the most recent PING), so a peer that sends PINGs and never reads cannot grow our output.
@@ -65,6 +77,11 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Drop the connection when the transport accepts no byte for this long while output waits.
     pub write_timeout: Option<Duration>,
+    /// Fail the connection (1008) when a data message is not complete this long after its first
+    /// frame header arrived: a peer that trickles a large message cannot hold it open
+    /// indefinitely. `None` (the default): no limit. Paused while the receive queue is full
+    /// (then we are the ones not reading).
+    pub message_timeout: Option<Duration>,
     /// How many received messages may wait for the application before reading stops.
     pub recv_queue_limit: usize,
     /// How many bytes of received messages may wait before reading stops (one message is
@@ -84,6 +101,7 @@ impl Default for Config {
             ping_interval: None,
             ping_timeout: Duration::from_secs(20),
             write_timeout: Some(Duration::from_secs(60)),
+            message_timeout: None,
             recv_queue_limit: 256,
             recv_buffer_limit: 4 << 20,
             client_awaits_server_eof: true,
@@ -181,6 +199,8 @@ pub struct Protocol {
     close_deadline: Option<Instant>,
     end_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
+    /// When the data message being received must be complete ([`Config::message_timeout`]).
+    message_deadline: Option<Instant>,
     keepalive: Option<Box<Keepalive>>,
     /// The latest time passed in (see [`Protocol::last_time`]).
     last_time: Option<Instant>,
@@ -222,6 +242,7 @@ impl Protocol {
             close_deadline: None,
             end_deadline: None,
             write_deadline: None,
+            message_deadline: None,
             keepalive: None,
             last_time: None,
         }
@@ -269,7 +290,7 @@ impl Protocol {
         self.keepalive = self.config.ping_interval.map(|interval| {
             Box::new(Keepalive {
                 interval,
-                deadline: now + interval,
+                deadline: later(now, interval),
                 heard: now,
                 ping_sent: None,
             })
@@ -454,7 +475,21 @@ impl Protocol {
                 }
             }
         }
+        self.track_message(now);
         queued
+    }
+
+    /// Arms the message timer when a data message started arriving, disarms it once the
+    /// decoder is between messages again.
+    fn track_message(&mut self, now: Instant) {
+        let Some(limit) = self.config.message_timeout else {
+            return;
+        };
+        if self.decoder.is_idle() || self.input_done() {
+            self.message_deadline = None;
+        } else if self.message_deadline.is_none() {
+            self.message_deadline = Some(later(now, limit));
+        }
     }
 
     /// The input ended (an error or the peer's CLOSE): act now if the application has taken
@@ -467,7 +502,7 @@ impl Protocol {
             self.apply_end(end, now);
         } else {
             self.end = Some(Box::new(end));
-            self.end_deadline = Some(now + self.config.close_timeout);
+            self.end_deadline = Some(later(now, self.config.close_timeout));
         }
     }
 
@@ -496,7 +531,7 @@ impl Protocol {
     fn mark_close_sent(&mut self, now: Instant) {
         self.close_sent = true;
         self.held_pong = None;
-        self.close_deadline = Some(now + self.config.close_timeout);
+        self.close_deadline = Some(later(now, self.config.close_timeout));
     }
 
     fn set_error(&mut self, code: u16, reason: &str) {
@@ -698,7 +733,7 @@ impl Protocol {
             self.write_deadline = None;
         } else if let Some(limit) = self.config.write_timeout {
             if progressed || self.write_deadline.is_none() {
-                self.write_deadline = Some(now + limit);
+                self.write_deadline = Some(later(now, limit));
             }
         }
         if self.buffered() < PONG_HOLD_BACK {
@@ -741,6 +776,7 @@ impl Protocol {
             self.close_deadline,
             self.end_deadline,
             self.write_deadline,
+            self.message_deadline,
             keepalive,
         ]
         .into_iter()
@@ -771,6 +807,21 @@ impl Protocol {
                 self.abort(&format!("the peer read nothing for {limit:?}; dropped"));
             }
         }
+        if let (Some(t), Some(limit)) = (self.message_deadline, self.config.message_timeout) {
+            if t <= now {
+                self.message_deadline = None;
+                if self.queue_full() && !self.input_done() {
+                    // We stopped reading: the peer is not to blame for the wait.
+                    self.message_deadline = Some(later(now, limit));
+                } else if !self.input_done() && self.state == ReadyState::Open {
+                    self.fail(
+                        CloseCode::POLICY_VIOLATION,
+                        &format!("a message was not completed within {limit:?}"),
+                        now,
+                    );
+                }
+            }
+        }
         self.keepalive_timeout(now);
     }
 
@@ -789,12 +840,12 @@ impl Protocol {
             }
             k.ping_sent = None;
         }
-        if k.heard + k.interval > now {
-            k.deadline = k.heard + k.interval;
+        if later(k.heard, k.interval) > now {
+            k.deadline = later(k.heard, k.interval);
         } else {
             self.write_control(OpCode::Ping, b"");
             k.ping_sent = Some(now);
-            k.deadline = now + self.config.ping_timeout;
+            k.deadline = later(now, self.config.ping_timeout);
         }
         self.keepalive = Some(Box::new(k));
     }
@@ -1436,5 +1487,90 @@ mod tests {
         assert_eq!(out.len(), 4 + 10_000);
         s.on_write(out.len(), false, now);
         assert_eq!(s.buffered(), 4 + 10_000, "taken but not written yet");
+    }
+
+    #[test]
+    fn extreme_durations_saturate_instead_of_overflowing() {
+        let now = Instant::now();
+        let config = Config {
+            close_timeout: Duration::MAX,
+            ping_interval: Some(Duration::MAX),
+            ping_timeout: Duration::MAX,
+            write_timeout: Some(Duration::MAX),
+            message_timeout: Some(Duration::MAX),
+            ..Config::default()
+        };
+        let mut s = Protocol::new(Role::Server, config.clone());
+        let mut c = Protocol::new(Role::Client, config);
+        s.open(now);
+        c.open(now);
+        assert!(s.poll_timeout().is_some_and(|t| t > now));
+        // Half a message (arms the message timer), a write that stalls, then the close.
+        let mut half = BytesMut::new();
+        masked_frame(&mut half, 0x82, &[7; 100]);
+        half.truncate(50);
+        s.receive_data(&mut half, now);
+        s.send(OpCode::Text, Bytes::from_static(b"x"), Compression::Never)
+            .unwrap();
+        let _ = s.take_output();
+        s.on_write(3, false, now);
+        s.close(CloseCode::NORMAL, "", now);
+        let later = now + Duration::from_secs(3600);
+        s.handle_timeout(later);
+        c.handle_timeout(later);
+        assert_eq!(s.state(), ReadyState::Closing, "no timer fired");
+        assert!(s.poll_timeout().is_some_and(|t| t > later));
+    }
+
+    /// A masked BINARY frame of 1000 bytes.
+    fn binary_1000() -> BytesMut {
+        let mut frame = BytesMut::new();
+        let header = super::super::FrameHeader::new(OpCode::Binary, 1000, Some([1, 2, 3, 4]));
+        super::super::codec::write_frame(header, &[1; 1000], &mut frame);
+        frame
+    }
+
+    #[test]
+    fn a_trickled_message_fails_with_1008_at_the_message_timeout() {
+        let now = Instant::now();
+        let limit = Duration::from_secs(30);
+        let config = Config {
+            message_timeout: Some(limit),
+            ..Config::default()
+        };
+        let mut s = Protocol::new(Role::Server, config.clone());
+        s.open(now);
+        // A whole message arms nothing.
+        let mut whole = BytesMut::new();
+        masked_frame(&mut whole, 0x81, b"hi");
+        s.receive_data(&mut whole, now);
+        assert_eq!(s.poll_timeout(), None);
+        // A frame whose payload trickles: the timer runs from its header.
+        let mut frame = binary_1000();
+        let mut buf = frame.split_to(20);
+        s.receive_data(&mut buf, now);
+        assert_eq!(s.poll_timeout(), Some(now + limit));
+        for i in 1..10 {
+            buf.extend_from_slice(&frame.split_to(1));
+            s.receive_data(&mut buf, now + Duration::from_secs(i));
+        }
+        assert_eq!(
+            s.poll_timeout(),
+            Some(now + limit),
+            "bytes do not extend it"
+        );
+        s.handle_timeout(now + limit - Duration::from_millis(1));
+        assert_eq!(s.state(), ReadyState::Open);
+        s.handle_timeout(now + limit);
+        let _ = events(&mut s, now + limit);
+        assert_eq!(s.state(), ReadyState::Closing);
+        assert_eq!(s.error().map(|e| e.code), Some(1008));
+        // Off by default.
+        let mut d = Protocol::new(Role::Server, Config::default());
+        d.open(now);
+        let mut frame = binary_1000();
+        frame.truncate(20);
+        d.receive_data(&mut frame, now);
+        assert_eq!(d.poll_timeout(), None);
     }
 }

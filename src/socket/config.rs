@@ -33,6 +33,10 @@ pub struct SocketConfig {
     /// end TCP, as RFC 6455 §7.1.1 advises. Default `true`; `false` ends the connection as soon
     /// as the handshake is done (command-line tools that must give the prompt back).
     pub await_server_close: bool,
+    /// Fail the connection with 1008 when a message is not complete this long after its first
+    /// frame header arrived (a peer trickling a large message). `None` (the default): no limit;
+    /// `wsx serve` sets 300 s.
+    pub message_timeout: Option<Duration>,
 }
 
 impl Default for SocketConfig {
@@ -48,6 +52,7 @@ impl Default for SocketConfig {
             recv_buffer_limit: 4 << 20,
             write_timeout: Some(Duration::from_secs(60)),
             await_server_close: true,
+            message_timeout: None,
         }
     }
 }
@@ -65,6 +70,7 @@ impl SocketConfig {
             ping_interval: self.ping_interval,
             ping_timeout: self.ping_timeout,
             write_timeout: self.write_timeout,
+            message_timeout: self.message_timeout,
             recv_queue_limit: self.recv_queue_limit,
             recv_buffer_limit: self.recv_buffer_limit,
             client_awaits_server_eof: self.await_server_close,

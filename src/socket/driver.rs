@@ -17,13 +17,21 @@ use super::{callbacks, finish, now, Inner};
 use crate::proto::{FrameHeader, Output, ReadyState};
 use crate::transport::{ReadHalf, WriteHalf};
 
-/// Read buffer growth step.
+/// The smallest growth of the read buffer after a read that filled it (bytes were waiting).
 const READ_CHUNK: usize = 16 * 1024;
+/// The smallest growth of the read buffer otherwise (a peer that sends little at a time).
+const READ_MIN: usize = 1024;
+/// The largest growth of the read buffer in one step.
+const READ_MAX_STEP: usize = 1 << 20;
 /// The stack buffer an idle connection reads into.
 const IDLE_READ: usize = 4096;
 /// Room left past the end of the frame being read: a read that does not fill the buffer tells
 /// the runtime the socket is drained, which saves a read that would only find it empty.
 const READ_SLACK: usize = 1024;
+/// Undecoded bytes up to this size that are left after a message was cut out of the read
+/// buffer move to a buffer of their own, so that a few bytes of the next frame do not keep the
+/// previous message's large allocation alive.
+const COMPACT_BELOW: usize = 16 * 1024;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -154,6 +162,18 @@ struct Report {
     error: Option<String>,
 }
 
+/// How many bytes the frame that `data` starts with still needs beyond `data` (its header and
+/// payload, saturating), or the bytes its header still needs.
+fn frame_rest(data: &[u8]) -> usize {
+    match FrameHeader::decode(data) {
+        Ok(Some((h, header_len))) => usize::try_from(h.payload_len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(header_len)
+            .saturating_sub(data.len()),
+        _ => FrameHeader::needed(data),
+    }
+}
+
 /// The driver task of one connection.
 pub(super) struct Driver {
     inner: Arc<Inner>,
@@ -174,27 +194,23 @@ pub(super) struct Driver {
     retry: bool,
     sleep: Option<Pin<Box<Sleep>>>,
     deadline: Option<Instant>,
-    /// The size of the large frame the last message started with (0 after a small one): how
-    /// much to read at once when the next one comes.
-    read_hint: usize,
+    /// The last read filled all the room it had: more bytes are likely waiting.
+    filled: bool,
 }
 
-/// The size (up to 1 MiB) of the frame that `data` starts with, if that is more than
-/// [`IDLE_READ`]; 0 for a smaller frame or an incomplete header.
-fn large_frame(data: &[u8]) -> usize {
-    match FrameHeader::decode(data) {
-        Ok(Some((h, header_len))) => {
-            let len = (header_len as u64)
-                .saturating_add(h.payload_len)
-                .min(1 << 20) as usize;
-            if len > IDLE_READ {
-                len
-            } else {
-                0
-            }
-        }
-        _ => 0,
-    }
+/// How much room to add to a read buffer that holds `len` bytes when the decoder wants
+/// `wanted` more. The buffer grows with what actually arrived, never with what a frame header
+/// announces: by up to 3 × `len` (at least [`READ_CHUNK`]) when the last read `filled` its room,
+/// else by up to `len` (at least [`READ_MIN`]); never by more than the frame still needs
+/// (unless that is less than the minimum step) nor by more than [`READ_MAX_STEP`]. A peer that
+/// announces a large frame and trickles it costs about twice what it sent.
+fn growth(len: usize, wanted: usize, filled: bool) -> usize {
+    let (step, floor) = if filled {
+        (len.saturating_mul(3), READ_CHUNK)
+    } else {
+        (len, READ_MIN)
+    };
+    step.min(wanted).max(floor).min(READ_MAX_STEP)
 }
 
 impl Driver {
@@ -212,7 +228,7 @@ impl Driver {
             retry: false,
             sleep: None,
             deadline: None,
-            read_hint: 0,
+            filled: false,
         }
     }
 
@@ -222,26 +238,9 @@ impl Driver {
         };
         if self.rbuf.is_empty() {
             // Between messages an idle connection holds no read buffer at all (it is given back
-            // once everything is decoded).
-            if self.read_hint > 0 {
-                // The last message started with a large frame: read the next one straight into
-                // a buffer of that size (one read, no copy); give the buffer back if nothing
-                // came. On TCP, wait for readability first, so that a driver woken for other
-                // reasons does not allocate the buffer for nothing.
-                if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
-                    return Poll::Ready(Err(e));
-                }
-                self.rbuf.reserve(self.read_hint + READ_SLACK);
-                let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf);
-                if self.rbuf.is_empty() {
-                    self.rbuf = BytesMut::new();
-                } else {
-                    self.read_hint = large_frame(&self.rbuf);
-                }
-                return poll;
-            }
-            // Small messages: read into the stack (uninitialized: nothing to zero) and copy
-            // what came into a buffer of its size.
+            // once everything is decoded): read into the stack (uninitialized: nothing to zero)
+            // and copy what came into a buffer of its size, with a step more when the read
+            // filled the stack buffer (more is waiting).
             let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
             let mut buf = ReadBuf::uninit(&mut stack);
             return match Pin::new(io).poll_read(cx, &mut buf) {
@@ -249,35 +248,34 @@ impl Driver {
                     let data = buf.filled();
                     let n = data.len();
                     if n > 0 {
-                        // Room for the whole frame that starts here (up to 1 MiB), so that the
-                        // next read can take the rest of it at once.
-                        self.read_hint = large_frame(data);
-                        let room = if self.read_hint > n {
-                            self.read_hint + READ_SLACK
+                        let more = if n == IDLE_READ {
+                            growth(n, frame_rest(data), true)
                         } else {
-                            n
+                            0
                         };
-                        let room = if n == IDLE_READ {
-                            room.max(READ_CHUNK)
-                        } else {
-                            room
-                        };
-                        self.rbuf.reserve(room);
+                        self.rbuf.reserve(n + more);
                         self.rbuf.extend_from_slice(data);
                     }
+                    // The step for a full read is taken here already.
+                    self.filled = false;
                     Poll::Ready(Ok(n))
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             };
         }
-        let wanted = self.wanted;
-        let spare = self.rbuf.capacity() - self.rbuf.len();
-        if spare < READ_CHUNK / 4 || wanted > spare {
+        let len = self.rbuf.len();
+        let spare = self.rbuf.capacity() - len;
+        if self.filled || spare < READ_MIN {
             self.rbuf
-                .reserve(wanted.clamp(READ_CHUNK, 1 << 20) + READ_SLACK);
+                .reserve(growth(len, self.wanted, self.filled) + READ_SLACK);
         }
-        tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf)
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.filled = n >= room;
+        }
+        poll
     }
 
     /// One pass: feeds what was read (and what the last write did) to the core, runs its
@@ -349,7 +347,13 @@ impl Driver {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             // Everything is decoded: give the buffer back (messages keep their own slices).
             self.rbuf = BytesMut::new();
+        } else if delivered > 0 && self.rbuf.len() <= COMPACT_BELOW {
+            // The rest would keep the allocation of the messages cut out of it alive.
+            self.rbuf = BytesMut::from(&self.rbuf[..]);
         }
+        inner
+            .read_buffer
+            .store(self.rbuf.capacity(), Ordering::Relaxed);
         if delivered > 0 {
             shared.recv_wakers.wake_all();
             callbacks::wake(shared);

@@ -110,6 +110,8 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Bytes in the writer not yet accepted by the transport (read without its lock).
     unwritten: AtomicUsize,
+    /// The capacity of the driver's read buffer (for [`Socket::memory_usage`]).
+    read_buffer: AtomicUsize,
     driver: AtomicWaker,
     /// The driver has something to do that no I/O readiness will tell it.
     notified: AtomicBool,
@@ -253,6 +255,7 @@ impl Socket {
                 }),
                 writer: Mutex::new(Writer::default()),
                 unwritten: AtomicUsize::new(0),
+                read_buffer: AtomicUsize::new(0),
                 driver: AtomicWaker::new(),
                 notified: AtomicBool::new(false),
             }),
@@ -347,11 +350,14 @@ impl Socket {
         &self.inner.config
     }
 
-    /// Bytes held by this connection's compression state, partly received message, received
-    /// messages not taken yet, and output not written yet.
+    /// Bytes held by this connection's compression state, read buffer (a partly received
+    /// frame), partly received message, received messages not taken yet, and output not
+    /// written yet.
     pub fn memory_usage(&self) -> usize {
         let sh = self.inner.lock();
-        sh.proto.memory_usage() + self.inner.buffered(&sh)
+        sh.proto.memory_usage()
+            + self.inner.buffered(&sh)
+            + self.inner.read_buffer.load(Ordering::Relaxed)
     }
 
     /// Queues the message in `slot` (taking it out): `Pending` (with `cx` registered, the

@@ -262,18 +262,24 @@ pub async fn fake_peer(script: FakePeer) -> SocketAddr {
     addr
 }
 
+/// A TLS acceptor with a certificate made here for "localhost", and that certificate (PEM).
+#[cfg(feature = "rustls")]
+pub fn localhost_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let key_pem = cert.signing_key.serialize_pem();
+    let server_config =
+        wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
+    (tokio_rustls::TlsAcceptor::from(server_config), cert_pem)
+}
+
 /// Starts a wss:// echo server with a certificate made here for "localhost"; returns its port and
 /// a client configuration that trusts that certificate only.
 #[cfg(feature = "rustls")]
 pub async fn tls_echo_server(
     options: AcceptOptions,
 ) -> (u16, std::sync::Arc<tokio_rustls::rustls::ClientConfig>) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_pem = cert.cert.pem();
-    let key_pem = cert.signing_key.serialize_pem();
-    let server_config =
-        wsx::tls::server_config_from_pem(cert_pem.as_bytes(), key_pem.as_bytes()).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let (acceptor, cert_pem) = localhost_acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

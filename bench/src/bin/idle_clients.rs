@@ -9,6 +9,10 @@
 //! `ready opened=N failed=F deflate=D compressed_echoes=E setup_ms=T` (D: connections whose 101
 //! accepted permessage-deflate; E: echoes that came back compressed).
 //! After `--hold` seconds it drops every connection and exits.
+//!
+//! With `--half-open` each connection sends only the first lines of its request head (no empty
+//! line) and waits for nothing: handshakes the server has to hold until it drops them
+//! (`scripts/half_open_memory.sh`).
 #![forbid(unsafe_code)]
 
 use std::io::{self, ErrorKind, Write as _};
@@ -28,12 +32,13 @@ struct Args {
     size: usize,
     hold: Duration,
     concurrency: usize,
+    half_open: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: idle-clients --url ws://HOST:PORT/PATH --conns N [--deflate] [--messages K] \
-         [--size BYTES] [--hold SECS] [--concurrency C]"
+         [--size BYTES] [--hold SECS] [--concurrency C] [--half-open]"
     );
     std::process::exit(2);
 }
@@ -49,6 +54,7 @@ fn parse_args() -> Args {
         size: 16,
         hold: Duration::from_secs(5),
         concurrency: 256,
+        half_open: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -57,6 +63,7 @@ fn parse_args() -> Args {
             "--url" => url = Some(value()),
             "--conns" => args.conns = value().parse().unwrap_or_else(|_| usage()),
             "--deflate" => args.deflate = true,
+            "--half-open" => args.half_open = true,
             "--messages" => args.messages = value().parse().unwrap_or_else(|_| usage()),
             "--size" => args.size = value().parse().unwrap_or_else(|_| usage()),
             "--hold" => {
@@ -95,6 +102,12 @@ async fn open(args: &Args) -> io::Result<(TcpStream, bool, usize)> {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
         args.path, args.host, extensions
     );
+    if args.half_open {
+        // Everything but the empty line that would end the head.
+        tcp.write_all(&request.as_bytes()[..request.len() - 2])
+            .await?;
+        return Ok((tcp, false, 0));
+    }
     tcp.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(512);
     let end = loop {

@@ -393,4 +393,71 @@ mod tests {
         assert!(kept.memory_usage() > 0);
         assert!(kept.memory_usage() < 300 * 1024);
     }
+
+    /// The decoder of a server with `max` as its payload limit, fed `payload` compressed at
+    /// `level` (0: stored blocks), in one frame or two.
+    fn decode_compressed(
+        max: usize,
+        payload: &[u8],
+        level: u32,
+        fragmented: bool,
+    ) -> Result<usize, ProtocolError> {
+        use crate::proto::codec::{write_frame, Decoder, Incoming, Limits, MaskPolicy};
+        use crate::proto::frame::{FrameHeader, OpCode, RSV1};
+        let p = DeflateParams::default();
+        let mut deflater = Deflater::new(p, Role::Client, level, 8);
+        let wire = deflate(&mut deflater, payload);
+        let mut decoder = Decoder::new(MaskPolicy::Require, Limits::with_max_size(max));
+        decoder.set_inflater(Some(Inflater::new(p, Role::Server)));
+        let parts: Vec<&[u8]> = if fragmented {
+            let (a, b) = wire.split_at(wire.len() / 2);
+            vec![a, b]
+        } else {
+            vec![&wire[..]]
+        };
+        let mut buf = BytesMut::new();
+        for (i, part) in parts.iter().enumerate() {
+            let opcode = if i == 0 {
+                OpCode::Binary
+            } else {
+                OpCode::Continue
+            };
+            let mut h = FrameHeader::new(opcode, part.len() as u64, Some([9, 8, 7, 6]));
+            h.fin = i + 1 == parts.len();
+            if i == 0 {
+                h.rsv = RSV1;
+            }
+            write_frame(h, part, &mut buf);
+        }
+        match decoder.decode(&mut buf)? {
+            Some(Incoming::Message(m)) => {
+                assert!(m.payload[..] == payload[..]);
+                Ok(m.payload.len())
+            }
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_at_their_edges_hold_the_inflated_message_not_the_compressed_frame() {
+        const LIMIT: usize = 65536;
+        for (kind, level) in [("incompressible", 6), ("stored", 0), ("compressible", 9)] {
+            for fragmented in [false, true] {
+                for len in [LIMIT - 1, LIMIT, LIMIT + 1] {
+                    let payload = match kind {
+                        "compressible" => vec![b'a'; len],
+                        _ => Rng(len as u64).bytes(len),
+                    };
+                    let got = decode_compressed(LIMIT, &payload, level, fragmented);
+                    let what = format!("{kind}, {len} bytes, fragmented: {fragmented}");
+                    if len <= LIMIT {
+                        assert_eq!(got, Ok(len), "{what}");
+                    } else {
+                        let err = got.unwrap_err();
+                        assert_eq!(err.close_code().as_u16(), 1009, "{what}: {err}");
+                    }
+                }
+            }
+        }
+    }
 }

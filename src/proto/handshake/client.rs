@@ -1,9 +1,9 @@
 //! The client side: build the upgrade request, parse and check the server's answer.
 
 use http::header::{
-    HeaderMap, HeaderName, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    HeaderMap, HeaderName, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
     SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
-    UPGRADE,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use http::StatusCode;
 
@@ -25,6 +25,13 @@ const RESERVED_CLIENT_HEADERS: [HeaderName; 8] = [
     SEC_WEBSOCKET_EXTENSIONS,
     ORIGIN,
 ];
+
+/// Whether `name` is one of the headers [`ClientRequest::encode`] writes itself (`Host`,
+/// `Upgrade`, `Connection`, `Sec-WebSocket-*`, `Origin`): an extra header of that name is
+/// skipped, so a tool taking headers from its user should refuse it instead.
+pub fn is_handshake_header(name: &HeaderName) -> bool {
+    RESERVED_CLIENT_HEADERS.contains(name)
+}
 
 /// What the client sends: the fields of an upgrade request.
 #[derive(Clone, Debug)]
@@ -232,7 +239,8 @@ pub struct UpgradeResponse {
 /// `offered_protocols`.
 ///
 /// Checked in order: status 101 (else [`HandshakeError::UnexpectedStatus`] with the code and the
-/// reason phrase, from [`ReasonPhrase`] when present); `Upgrade` lists `websocket`; `Connection`
+/// reason phrase, from [`ReasonPhrase`] when present); HTTP/1.1; no `Content-Length` and
+/// no `Transfer-Encoding` (RFC 9110 §8.6: a 101 has neither); `Upgrade` lists `websocket`; `Connection`
 /// lists `upgrade`; `Sec-WebSocket-Accept` present exactly once and equal to
 /// [`accept_key`]`(key)`; `Sec-WebSocket-Protocol` absent, or present once with exactly one of the
 /// offered subprotocols. Extensions are returned raw, not checked.
@@ -252,7 +260,24 @@ pub fn check_response(
             reason,
         });
     }
+    if resp.version() != http::Version::HTTP_11 {
+        return Err(HandshakeError::WrongHttpVersion(format!(
+            "{:?}",
+            resp.version()
+        )));
+    }
     let headers = resp.headers();
+    // RFC 9110 §8.6: a 1xx response carries no `Content-Length` at all.
+    for (name, display) in [
+        (CONTENT_LENGTH, "Content-Length"),
+        (TRANSFER_ENCODING, "Transfer-Encoding"),
+    ] {
+        if headers.contains_key(&name) {
+            return Err(HandshakeError::BodyNotAllowed(format!(
+                "a 101 response with `{display}`"
+            )));
+        }
+    }
     if !has_token(headers, &UPGRADE, "websocket") {
         return Err(HandshakeError::MissingUpgrade);
     }
@@ -427,6 +452,41 @@ mod tests {
             check_response(&two, KEY, &offered).unwrap_err(),
             HandshakeError::DuplicateHeader("Sec-WebSocket-Protocol")
         );
+    }
+
+    /// The 101 with `extra` header lines, parsed.
+    fn response_with(version: &str, extra: &str) -> http::Response<()> {
+        let head = format!(
+            "{version} 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {ACCEPT}\r\n{extra}\r\n"
+        );
+        parse_response(head.as_bytes(), &HandshakeLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn smuggling_101_with_a_body_is_a_failed_handshake() {
+        assert!(check_response(&response_with("HTTP/1.1", ""), KEY, &[]).is_ok());
+        for extra in [
+            "Content-Length: 8\r\n",
+            "Content-Length: 0\r\n",
+            "Transfer-Encoding: chunked\r\n",
+        ] {
+            assert!(
+                matches!(
+                    check_response(&response_with("HTTP/1.1", extra), KEY, &[]),
+                    Err(HandshakeError::BodyNotAllowed(_))
+                ),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn leniency_http_1_0_101_is_refused() {
+        assert!(matches!(
+            check_response(&response_with("HTTP/1.0", ""), KEY, &[]),
+            Err(HandshakeError::WrongHttpVersion(_))
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{StatusCode, Version};
 
 use super::{excerpt, HandshakeError, HandshakeLimits};
@@ -181,6 +181,62 @@ pub(super) fn raw_values(headers: &HeaderMap, name: &HeaderName) -> Vec<String> 
         .iter()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect()
+}
+
+/// Refuses a head that announces a body: any `Transfer-Encoding`, a `Content-Length` other
+/// than 0, or more than one `Content-Length` (RFC 9112 §6.3). A handshake head is followed by
+/// WebSocket frames, never by a body.
+pub(super) fn check_no_body(headers: &HeaderMap) -> Result<(), HandshakeError> {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(HandshakeError::BodyNotAllowed(
+            "`Transfer-Encoding` is not allowed".to_owned(),
+        ));
+    }
+    if let Some(value) = single(headers, &CONTENT_LENGTH, "Content-Length")? {
+        let value = trim_ows(value.as_bytes());
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(HandshakeError::Malformed(format!(
+                "invalid `Content-Length: {}`",
+                excerpt(value)
+            )));
+        }
+        if value.iter().any(|&b| b != b'0') {
+            return Err(HandshakeError::BodyNotAllowed(format!(
+                "`Content-Length: {}` announces a body",
+                excerpt(value)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes [`could_start_head`] looks at: room for any real method or version.
+const HEAD_START_WINDOW: usize = 64;
+
+/// Whether `buf`, the first bytes of a head, can still begin an HTTP/1 request line or status
+/// line: optional empty lines, then a token (the method) or `HTTP/` and a version, ending in a
+/// space within the first 64 bytes. Binary bytes (a TLS ClientHello on a plain port) fail at
+/// the first byte, so a reader can refuse them at once instead of waiting for a head that never
+/// comes. Looks at most at 64 bytes, whatever the length of `buf`.
+pub fn could_start_head(buf: &[u8]) -> bool {
+    let window = &buf[..buf.len().min(HEAD_START_WINDOW)];
+    let start = window
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(window.len());
+    let rest = &window[start..];
+    let end = rest.iter().position(|&b| b == b' ');
+    if end.is_none() && window.len() == HEAD_START_WINDOW {
+        return false;
+    }
+    let token = &rest[..end.unwrap_or(rest.len())];
+    if end.is_some() && token.is_empty() {
+        return false;
+    }
+    if token.len() >= 5 && token.starts_with(b"HTTP/") {
+        return token[5..].iter().all(|&b| b.is_ascii_digit() || b == b'.');
+    }
+    token.iter().all(|&b| is_token_char(b))
 }
 
 /// Trims HTTP optional whitespace (spaces and tabs) from both ends of a header value.
@@ -552,6 +608,33 @@ mod tests {
         ] {
             let got: Vec<_> = parse_elements(bad).collect();
             assert!(matches!(got[..], [Err(_)]), "{bad}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn could_start_head_refuses_binary_at_once() {
+        for ok in [
+            &b""[..],
+            b"G",
+            b"GET",
+            b"GET /",
+            b"\r\nGET / HTTP/1.1\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n",
+            b"HTTP/",
+            b"HTT",
+        ] {
+            assert!(could_start_head(ok), "{ok:?}");
+        }
+        let client_hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01];
+        for bad in [
+            &client_hello[..],
+            &client_hello[..1],
+            b" GET / HTTP/1.1",
+            b"GE(T / HTTP/1.1",
+            b"HTTP/1.1x 101",
+            &[b'A'; 64][..],
+        ] {
+            assert!(!could_start_head(bad), "{bad:?}");
         }
     }
 

@@ -43,9 +43,12 @@ mod client;
 mod http;
 mod server;
 
-pub use client::{check_response, parse_response, ClientRequest, ReasonPhrase, UpgradeResponse};
+pub use client::{
+    check_response, is_handshake_header, parse_response, ClientRequest, ReasonPhrase,
+    UpgradeResponse,
+};
 pub(crate) use http::parse_elements;
-pub use http::{find_head_end, header_tokens, write_request, write_response};
+pub use http::{could_start_head, find_head_end, header_tokens, write_request, write_response};
 pub use server::{
     check_request, check_request_parts, encode_error_response, encode_response, error_response,
     parse_request, response_101, select_protocol, UpgradeRequest,
@@ -135,10 +138,18 @@ pub enum HandshakeError {
     #[error("method `{0}` cannot open a WebSocket: the upgrade request must use GET")]
     MethodNotGet(String),
     /// The request is older than HTTP/1.1 (the version that was used).
-    #[error(
-        "HTTP version {0} cannot open a WebSocket: the upgrade request must be HTTP/1.1 or later"
-    )]
+    #[error("HTTP version {0} cannot carry a WebSocket handshake: the request must be HTTP/1.1 or later, the 101 response HTTP/1.1")]
     WrongHttpVersion(String),
+    /// The request target is not a path (`GET * HTTP/1.1`, an authority form); the text quotes
+    /// it.
+    #[error("request target `{0}` cannot open a WebSocket: expected a path such as `/chat`")]
+    BadTarget(String),
+    /// The request or the 101 response announces a body (`Content-Length` other than 0, any
+    /// `Transfer-Encoding`); the text says which header. The bytes after a handshake head are
+    /// WebSocket frames: a proxy that reads them as a body and a server that reads them as
+    /// frames would disagree (request smuggling).
+    #[error("{0}: a WebSocket handshake carries no body (the bytes after its head are WebSocket frames)")]
+    BodyNotAllowed(String),
     /// The request has no `Host` header (and no authority in its URI).
     #[error("missing `Host` header: an HTTP/1.1 upgrade request must name the host it is sent to")]
     MissingHost,
@@ -222,6 +233,8 @@ impl HandshakeError {
             | HandshakeError::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
             HandshakeError::Malformed(_)
             | HandshakeError::WrongHttpVersion(_)
+            | HandshakeError::BadTarget(_)
+            | HandshakeError::BodyNotAllowed(_)
             | HandshakeError::MissingHost
             | HandshakeError::DuplicateHeader(_)
             | HandshakeError::MissingUpgrade

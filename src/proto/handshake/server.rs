@@ -9,8 +9,8 @@ use http::header::{
 use http::{Method, StatusCode, Version};
 
 use super::http::{
-    has_token, header_tokens, parse_status, prepare, raw_values, single, to_header_map, to_version,
-    trim_ows, write_response,
+    check_no_body, has_token, header_tokens, parse_status, prepare, raw_values, single,
+    to_header_map, to_version, trim_ows, write_response,
 };
 use super::{accept_key, excerpt, is_valid_key, HandshakeError, HandshakeLimits, WS_VERSION};
 
@@ -75,7 +75,9 @@ pub fn check_request<B>(req: &http::Request<B>) -> Result<UpgradeRequest, Handsh
 
 /// Validates the head of an upgrade request ([`http::request::Parts`], as hyper and axum give it).
 ///
-/// Checked in order (the first failure is returned): method GET; HTTP/1.1 or later; `Host` present
+/// Checked in order (the first failure is returned): method GET; HTTP/1.1 or later; a target
+/// that is a path (not `*`); no body (no `Transfer-Encoding`, `Content-Length` absent or once
+/// and 0: a body would be read as frames here and as a body by a proxy); `Host` present
 /// exactly once (or an authority in the URI when there is no `Host`); `Upgrade` lists the token
 /// `websocket` and `Connection` the token `upgrade` (comma-separated token lists, ASCII
 /// case-insensitive, over all values of the header); `Sec-WebSocket-Version` present exactly once
@@ -100,6 +102,12 @@ fn check_parts(
     if version == Version::HTTP_09 || version == Version::HTTP_10 {
         return Err(HandshakeError::WrongHttpVersion(format!("{version:?}")));
     }
+    if !uri.path().starts_with('/') {
+        return Err(HandshakeError::BadTarget(excerpt(
+            uri.to_string().as_bytes(),
+        )));
+    }
+    check_no_body(headers)?;
     if single(headers, &HOST, "Host")?.is_none() && uri.authority().is_none() {
         return Err(HandshakeError::MissingHost);
     }
@@ -513,6 +521,54 @@ mod tests {
             parse_request(b"\r\n\r\n", &HandshakeLimits::default()),
             Err(HandshakeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn smuggling_upgrade_with_a_body_is_400() {
+        for extra in [
+            "Content-Length: 8",
+            "Transfer-Encoding: chunked",
+            "Content-Length: 8\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: identity",
+        ] {
+            let head = head_with("Origin", extra);
+            let (err, status) = err_status(&head);
+            assert!(
+                matches!(err, HandshakeError::BodyNotAllowed(_)),
+                "{extra}: {err}"
+            );
+            assert_eq!(status, 400);
+        }
+        // An empty body is no body.
+        assert!(check(&head_with("Origin", "Content-Length: 0")).is_ok());
+        assert!(matches!(
+            err_status(&head_with("Origin", "Content-Length: x")),
+            (HandshakeError::Malformed(_), 400)
+        ));
+    }
+
+    #[test]
+    fn smuggling_duplicate_content_length_is_400() {
+        for extra in [
+            "Content-Length: 0\r\nContent-Length: 0",
+            "Content-Length: 0\r\nContent-Length: 8",
+        ] {
+            assert_eq!(
+                err_status(&head_with("Origin", extra)),
+                (HandshakeError::DuplicateHeader("Content-Length"), 400),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn leniency_asterisk_target_is_400() {
+        let head = valid_head().replacen("GET /chat", "GET *", 1);
+        let (err, status) = err_status(&head);
+        assert!(matches!(err, HandshakeError::BadTarget(_)), "{err}");
+        assert_eq!(status, 400);
+        let head = valid_head().replacen("GET /chat", "GET http://h/chat", 1);
+        assert!(check(&head).is_ok());
     }
 
     #[test]
