@@ -454,15 +454,23 @@ async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
     status.as_u16()
 }
 
-/// The headers of every plain answer, and those its status calls for. `http1`: a
-/// `Connection: close` response that may carry `Upgrade` (HTTP/2 has neither).
-fn answer_headers(status: StatusCode, content_type: &'static str, http1: bool) -> HeaderMap {
+/// The headers of every plain answer, and those its status calls for. `http1_length`: the
+/// body length of a `Connection: close` HTTP/1.1 response, which may carry `Upgrade` (HTTP/2
+/// has neither, and hyper sets the length).
+fn answer_headers(
+    status: StatusCode,
+    content_type: &'static str,
+    http1_length: Option<usize>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(len) = http1_length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match status {
         StatusCode::UPGRADE_REQUIRED => {
-            if http1 {
+            if http1_length.is_some() {
                 headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
             }
             headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -475,7 +483,7 @@ fn answer_headers(status: StatusCode, content_type: &'static str, http1: bool) -
         }
         _ => {}
     }
-    if http1 {
+    if http1_length.is_some() {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     headers
@@ -489,7 +497,7 @@ fn h2_response(
 ) -> http::Response<String> {
     let mut resp = http::Response::new(body.to_owned());
     *resp.status_mut() = status;
-    *resp.headers_mut() = answer_headers(status, content_type, false);
+    *resp.headers_mut() = answer_headers(status, content_type, None);
     resp
 }
 
@@ -524,8 +532,7 @@ async fn respond(
     body: &[u8],
     head_only: bool,
 ) -> std::io::Result<()> {
-    let mut headers = answer_headers(status, content_type, true);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let headers = answer_headers(status, content_type, Some(body.len()));
     let mut head = Vec::with_capacity(256);
     write_response(status, &headers, &[], &mut head);
     let result = write_and_close(stream, &head, if head_only { &[] } else { body }).await;
