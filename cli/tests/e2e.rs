@@ -532,21 +532,16 @@ async fn tls_serve_and_connect_with_ca() {
         ])
         .await;
         assert_eq!(server.scheme, "wss");
-        let mut child = spawn_piped(&[
-            "connect",
-            "--ca",
-            ca.to_str().unwrap(),
-            &server.url("/echo"),
-        ]);
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdin.write_all(b"over tls\n").await.unwrap();
-        stdin.flush().await.unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).await.unwrap();
-        assert_eq!(line, "over tls\n");
-        drop(stdin);
-        assert!(child.wait().await.unwrap().success());
+        connect_echoes_a_line(
+            &[
+                "connect",
+                "--ca",
+                ca.to_str().unwrap(),
+                &server.url("/echo"),
+            ],
+            "over tls\n",
+        )
+        .await;
 
         // Without the CA the certificate is refused and connect fails.
         let out = Command::new(WSX)
@@ -676,6 +671,21 @@ async fn chat_drops_a_member_that_does_not_read() {
     .await;
 }
 
+/// Runs `wsx ARGS` (a `connect` to an echo endpoint), sends `line` and checks that it comes back
+/// and that connect exits 0 once stdin ends.
+async fn connect_echoes_a_line(args: &[&str], line: &str) {
+    let mut child = spawn_piped(args);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(line.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let mut back = String::new();
+    stdout.read_line(&mut back).await.unwrap();
+    assert_eq!(back, line);
+    drop(stdin);
+    assert!(child.wait().await.unwrap().success());
+}
+
 /// An h2c connection to `addr` (HTTP/2 with prior knowledge), driven on its own task.
 async fn h2c(addr: &str) -> hyper::client::conn::http2::SendRequest<String> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
@@ -782,22 +792,17 @@ async fn serve_over_h2_tls_with_connect_http2_and_max_connections() {
             "2",
         ])
         .await;
-        let mut child = spawn_piped(&[
-            "connect",
-            "--http2",
-            "--ca",
-            ca.to_str().unwrap(),
-            &server.url("/echo"),
-        ]);
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdin.write_all(b"over h2 and tls\n").await.unwrap();
-        stdin.flush().await.unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).await.unwrap();
-        assert_eq!(line, "over h2 and tls\n");
-        drop(stdin);
-        assert!(child.wait().await.unwrap().success());
+        connect_echoes_a_line(
+            &[
+                "connect",
+                "--http2",
+                "--ca",
+                ca.to_str().unwrap(),
+                &server.url("/echo"),
+            ],
+            "over h2 and tls\n",
+        )
+        .await;
 
         let tls = wsx::tls::client_config_with_ca(&ca).unwrap();
         let options = plain().tls(tls).http2();

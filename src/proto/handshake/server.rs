@@ -591,4 +591,44 @@ mod tests {
         let req = parse_request(valid_head().as_bytes(), &limits).unwrap();
         assert!(check_request(&req).is_ok());
     }
+
+    #[test]
+    fn extended_connect_checks_method_protocol_and_version() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("a, b"));
+        let up = check_connect_parts(&Method::CONNECT, Some("websocket"), &headers).unwrap();
+        assert_eq!(up.protocols, strings(&["a", "b"]));
+        assert!(up.accept.is_empty());
+        assert!(matches!(
+            check_connect_parts(&Method::CONNECT, None, &headers),
+            Err(HandshakeError::NotExtendedConnect(m)) if m == "CONNECT"
+        ));
+        assert!(matches!(
+            check_connect_parts(&Method::GET, Some("websocket"), &headers),
+            Err(HandshakeError::NotExtendedConnect(_))
+        ));
+        assert!(matches!(
+            check_connect_parts(&Method::CONNECT, Some("chat"), &headers),
+            Err(HandshakeError::WrongProtocol(p)) if p == "chat"
+        ));
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        let err = check_connect_parts(&Method::CONNECT, Some("websocket"), &headers).unwrap_err();
+        assert!(matches!(err, HandshakeError::UnsupportedVersion(_)));
+        // Over HTTP/2: 400 with the version, and no connection-specific headers.
+        let resp = error_response_h2(&err);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_VERSION], "13");
+        assert!(resp.headers().get(CONNECTION).is_none());
+        assert!(resp.headers().get(UPGRADE).is_none());
+    }
+
+    #[test]
+    fn connect_response_carries_only_the_negotiated_headers() {
+        let resp = response_connect(Some("chat"), Some("permessage-deflate"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers().len(), 2);
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert!(response_connect(None, None).headers().is_empty());
+    }
 }
