@@ -213,6 +213,8 @@ CELLS = {
     "c1x16": "1 x 16 B", "c100x16": "100 x 16 B", "c100x1k": "100 x 1 KiB",
     "c10x64k": "10 x 64 KiB", "c1x1m": "1 x 1 MiB", "c100x16p16": "100 x 16 B, pipeline 16",
     "c500x16k": "500 x 16 KiB", "deflate": "100 x 1 KiB text, permessage-deflate",
+    "h1x1k": "100 x 1 KiB, 100 HTTP/1.1 connections",
+    "h2x1k": "100 x 1 KiB, 100 streams of 1 HTTP/2 connection",
 }
 PEERS = {"tungstenite", "tungstenite-batch", "fastws", "node", "node-deflate"}
 NUM = ["msgs_per_sec", "mib_per_sec", "p50", "p99", "p999", "errors", "srv_cpu_us_per_msg",

@@ -43,6 +43,10 @@ const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for open sockets to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// Most streams (WebSockets, mostly) one HTTP/2 connection may have open at once (hyper's
+/// default of 200 would make the 201st WebSocket of a client wait for one to close).
+const MAX_H2_STREAMS: u32 = 4096;
+
 /// Options of `wsx serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -329,7 +333,9 @@ impl Server {
         let server = self.clone();
         let service = hyper::service::service_fn(move |req| server.clone().h2_request(req, peer));
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder.enable_connect_protocol();
+        builder
+            .enable_connect_protocol()
+            .max_concurrent_streams(MAX_H2_STREAMS);
         if let Err(e) = builder
             .serve_connection(TokioIo::new(stream), service)
             .await
