@@ -4,8 +4,9 @@
 //! Each accepted connection runs on its own task: optional TLS handshake, then the request head
 //! (both under the handshake timeout), then either a plain HTTP answer (the page, 426, 404) or
 //! the WebSocket upgrade. A connection that speaks HTTP/2 (the h2c preface, or `h2` chosen by
-//! ALPN) is served by hyper instead, with WebSockets as extended CONNECT streams (RFC 8441). Open sockets are kept in a registry so that Ctrl-C / SIGTERM can close
-//! each of them with 1001 before the process exits.
+//! ALPN) is served by hyper instead, with WebSockets as extended CONNECT streams (RFC 8441).
+//! Open sockets are kept in a registry so that Ctrl-C / SIGTERM can close each of them with 1001
+//! before the process exits.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
