@@ -2,7 +2,9 @@
 # Issue 8's comparison harness: wsx against tokio-tungstenite, fastwebsockets, Node `ws` and a
 # no-library "ceiling", all as echo servers under `wsx bench`.
 #
-#   scripts/bench.sh            full run: 8 cells, 1 s warm-up + 5 s measured, 3 repeats (median)
+#   scripts/bench.sh            full run: 10 cells, 1 s warm-up + 5 s measured, 3 repeats (median)
+#                               (h1x1k / h2x1k: `wsx serve` with 100 x 1 KiB over 100 HTTP/1.1
+#                               connections / as 100 streams of one HTTP/2 connection)
 #   scripts/bench.sh --quick    smoke test: 5 cells, 0.5 s + 2 s, 1 repeat
 #
 # Environment overrides: CELLS="c1x16 c1x1m ..." (see the cell list below), SERVERS="wsx fastws
@@ -42,7 +44,7 @@ else
   REPEATS=${REPEATS:-3}
   DURATION=${DURATION:-5}
   WARMUP=${WARMUP:-1}
-  CELLS=${CELLS:-"c1x16 c100x16 c100x1k c10x64k c1x1m c100x16p16 c500x16k deflate"}
+  CELLS=${CELLS:-"c1x16 c100x16 c100x1k c10x64k c1x1m c100x16p16 c500x16k deflate h1x1k h2x1k"}
 fi
 SERVERS=${SERVERS:-"wsx tungstenite fastws node ceiling"}
 NODE=${NODE:-1}
@@ -96,6 +98,10 @@ cell_spec() {
     c100x16p16) echo "100 16 16 -" ;;
     c500x16k) echo "500 16384 1 -" ;;
     deflate) echo "100 1024 1 --deflate,--text" ;;
+    # `wsx serve` only: 100 sockets over 100 HTTP/1.1 connections, or as 100 streams of one
+    # HTTP/2 connection (RFC 8441).
+    h1x1k) echo "100 1024 1 -" ;;
+    h2x1k) echo "100 1024 1 --http2" ;;
     *) echo "unknown cell $1" >&2; exit 2 ;;
   esac
 }
@@ -175,6 +181,8 @@ for cell in $CELLS; do
   if [ "$cell" = deflate ]; then
     servers="wsx-deflate"
     [ -n "$NODE_JS" ] && servers="$servers node-deflate"
+  elif [ "$cell" = h1x1k ] || [ "$cell" = h2x1k ]; then
+    servers="serve"
   else
     servers=""
     for s in $SERVERS; do
@@ -205,6 +213,8 @@ CELLS = {
     "c1x16": "1 x 16 B", "c100x16": "100 x 16 B", "c100x1k": "100 x 1 KiB",
     "c10x64k": "10 x 64 KiB", "c1x1m": "1 x 1 MiB", "c100x16p16": "100 x 16 B, pipeline 16",
     "c500x16k": "500 x 16 KiB", "deflate": "100 x 1 KiB text, permessage-deflate",
+    "h1x1k": "100 x 1 KiB, 100 HTTP/1.1 connections",
+    "h2x1k": "100 x 1 KiB, 100 streams of 1 HTTP/2 connection",
 }
 PEERS = {"tungstenite", "tungstenite-batch", "fastws", "node", "node-deflate"}
 NUM = ["msgs_per_sec", "mib_per_sec", "p50", "p99", "p999", "errors", "srv_cpu_us_per_msg",

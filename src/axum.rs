@@ -1,6 +1,9 @@
 //! The axum extractor (feature `axum`): take the upgrade in a handler, next to axum's own
 //! extractors, the way axum's `WebSocketUpgrade` is used.
 //!
+//! Over HTTP/2 (feature `http2`; `axum::serve` advertises extended CONNECT) the upgrade is a
+//! `CONNECT` request, not a `GET`: route the handler with `any(...)` to take both.
+//!
 //! ```no_run
 //! use axum::extract::{Path, State};
 //! use axum::response::Response;

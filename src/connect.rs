@@ -63,6 +63,15 @@ pub struct ConnectOptions {
     #[cfg(feature = "cookies")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
     pub cookie_jar: Option<Arc<CookieJar>>,
+    /// Open the socket as a stream of an HTTP/2 connection (RFC 8441) when the server supports
+    /// it: `wss://` offers `h2` by ALPN, `ws://` speaks HTTP/2 with prior knowledge (h2c).
+    /// Sockets to the same server (scheme, host, port, TLS configuration) share one connection.
+    /// When the server does not advertise extended CONNECT (or does not speak HTTP/2), the
+    /// socket opens over HTTP/1.1 instead. Over HTTP/2 there are no redirects and no cookies (the
+    /// answer is 200 or an error). Off by default.
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub http2: bool,
 }
 
 impl Default for ConnectOptions {
@@ -83,6 +92,8 @@ impl Default for ConnectOptions {
             max_redirects: 0,
             #[cfg(feature = "cookies")]
             cookie_jar: None,
+            #[cfg(feature = "http2")]
+            http2: false,
         }
     }
 }
@@ -103,6 +114,14 @@ impl ConnectOptions {
     /// Turns permessage-deflate off.
     pub fn no_deflate(mut self) -> Self {
         self.deflate = None;
+        self
+    }
+
+    /// Asks for HTTP/2 (see [`ConnectOptions::http2`]).
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    pub fn http2(mut self) -> Self {
+        self.http2 = true;
         self
     }
 
@@ -169,12 +188,12 @@ pub async fn connect(url: &str, origin: &str) -> Result<WsStream> {
     Ok(handshake(url, &options).await?.stream)
 }
 
-struct Target {
-    url: Url,
-    tls: bool,
-    host: String,
-    port: u16,
-    host_header: String,
+pub(crate) struct Target {
+    pub(crate) url: Url,
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) host_header: String,
 }
 
 fn parse_target(url: &str) -> Result<Target> {
@@ -209,15 +228,27 @@ fn parse_target(url: &str) -> Result<Target> {
 
 /// Connects to `url` with `options`: TCP (TCP_NODELAY on; through the proxy, if any), TLS
 /// for `wss://` (SNI, ALPN http/1.1), then the opening handshake, each under its timeout; and
-/// again for each redirect followed.
+/// again for each redirect followed. With [`ConnectOptions::http2`], the socket is a stream of
+/// an HTTP/2 connection when the server allows it.
 ///
 /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
 pub async fn handshake(url: &str, options: &ConnectOptions) -> Result<Connected> {
     let mut target = parse_target(url)?;
     let mut headers = options.headers.clone();
     let mut hop = 0;
+    // A connection made for HTTP/2 whose server chose HTTP/1.1 by ALPN.
+    #[allow(unused_mut)]
+    let mut connected = None;
+    #[cfg(feature = "http2")]
+    if options.http2 {
+        match crate::h2::open(&target, options).await? {
+            crate::h2::Attempt::Open(done) => return Ok(done),
+            crate::h2::Attempt::Http1(transport) => connected = Some(transport),
+            crate::h2::Attempt::Fallback => {}
+        }
+    }
     loop {
-        let response = match handshake_once(&target, &headers, options).await? {
+        let response = match handshake_once(&target, &headers, options, connected.take()).await? {
             Attempt::Done(connected) => return Ok(connected),
             Attempt::Redirect(response) => response,
         };
@@ -240,7 +271,7 @@ enum Attempt {
 
 /// A TCP connection to `target`, through the proxy the options choose, within the connect
 /// timeout.
-async fn dial(target: &Target, options: &ConnectOptions) -> Result<TcpStream> {
+pub(crate) async fn dial(target: &Target, options: &ConnectOptions) -> Result<TcpStream> {
     let timeout = options.connect_timeout;
     let proxy = match &options.proxy {
         Some(p) => Some(p.clone()),
@@ -271,18 +302,25 @@ async fn dial(target: &Target, options: &ConnectOptions) -> Result<TcpStream> {
     Ok(tcp)
 }
 
-/// One connection and opening handshake to `target` with `headers`.
+/// One connection (or `connected`, when already made) and opening handshake to `target` with
+/// `headers`.
 async fn handshake_once(
     target: &Target,
     headers: &HeaderMap,
     options: &ConnectOptions,
+    connected: Option<Transport>,
 ) -> Result<Attempt> {
     let timeout = options.connect_timeout;
-    let tcp = dial(target, options).await?;
-    let inner = if target.tls {
-        tls_connect(tcp, target, options, timeout).await?
-    } else {
-        Transport::Tcp(tcp)
+    let inner = match connected {
+        Some(inner) => inner,
+        None => {
+            let tcp = dial(target, options).await?;
+            if target.tls {
+                tls_connect(tcp, target, options, timeout, false).await?
+            } else {
+                Transport::Tcp(tcp)
+            }
+        }
     };
     let stream = WsStream::new(inner, BytesMut::new());
     let hs_timeout = options.handshake_timeout;
@@ -297,18 +335,25 @@ async fn handshake_once(
     })?
 }
 
-/// TLS over `tcp` for a `wss://` target (SNI, ALPN http/1.1), within `timeout`.
+/// TLS over `tcp` for a `wss://` target (SNI, ALPN http/1.1, or `h2, http/1.1` when
+/// `offer_h2`), within `timeout`.
 #[cfg(feature = "rustls")]
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     tcp: TcpStream,
     target: &Target,
     options: &ConnectOptions,
     timeout: Duration,
+    offer_h2: bool,
 ) -> Result<Transport> {
-    let config = match &options.tls {
+    let mut config = match &options.tls {
         Some(c) => c.clone(),
         None => default_tls()?,
     };
+    if offer_h2 {
+        let mut with_h2 = (*config).clone();
+        with_h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config = Arc::new(with_h2);
+    }
     let name = rustls_pki_types::ServerName::try_from(target.host.clone())
         .map_err(|e| Error::Tls(format!("invalid server name {}: {e}", target.host)))?;
     let tls = tokio::time::timeout(
@@ -339,11 +384,12 @@ fn default_tls() -> Result<Arc<ClientConfig>> {
 
 /// Without TLS support, a `wss://` URL is refused with what to enable.
 #[cfg(not(feature = "rustls"))]
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     _tcp: TcpStream,
     _target: &Target,
     _options: &ConnectOptions,
     _timeout: Duration,
+    _offer_h2: bool,
 ) -> Result<Transport> {
     Err(Error::Tls(
         "wss:// needs TLS: build wsx with feature `rustls`".into(),
@@ -358,25 +404,8 @@ async fn client_handshake(
 ) -> Result<Attempt> {
     let mut headers = headers.clone();
     crate::cookies::add_request_cookies(options, &target.url, &mut headers);
-    let key = handshake::encode_key(rand::random::<[u8; 16]>());
-    let mut path = target.url.path().to_owned();
-    if let Some(q) = target.url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let request = ClientRequest {
-        host: target.host_header.clone(),
-        path_and_query: path,
-        key: key.clone(),
-        origin: options.origin.clone(),
-        protocols: options.protocols.clone(),
-        extensions: options
-            .deflate
-            .as_ref()
-            .filter(|_| crate::proto::deflate::AVAILABLE)
-            .map(DeflateConfig::client_offer),
-        headers,
-    };
+    let request = request_for(target, headers, options);
+    let key = request.key.clone();
     request.validate()?;
     let mut out = Vec::with_capacity(256);
     request.encode(&mut out);
@@ -391,19 +420,7 @@ async fn client_handshake(
         return Ok(Attempt::Redirect(response));
     }
     let checked = handshake::check_response(&response, &key, &options.protocols)?;
-    let extension_values: Vec<&str> = checked.extensions.iter().map(String::as_str).collect();
-    let deflate = match &options.deflate {
-        Some(config) => config.client_accept(extension_values.iter().copied())?,
-        None if extension_values.iter().any(|v| !v.trim().is_empty()) => {
-            return Err(HandshakeError::Malformed(format!(
-                "the server enabled an extension that was not offered: {}",
-                extension_values.join(", ")
-            ))
-            .into());
-        }
-        None => None,
-    };
-    let extensions = checked.extensions.join(", ");
+    let (deflate, extensions) = negotiate_extensions(options, &checked.extensions)?;
     // Whatever followed the head is WebSocket data: replay it first.
     Ok(Attempt::Done(Connected {
         stream: WsStream::new(stream.into_inner(), buf),
@@ -412,6 +429,52 @@ async fn client_handshake(
         deflate,
         extensions,
     }))
+}
+
+/// The upgrade request for `target` with `headers` (and a fresh key) as `options` ask.
+pub(crate) fn request_for(
+    target: &Target,
+    headers: HeaderMap,
+    options: &ConnectOptions,
+) -> ClientRequest {
+    let mut path = target.url.path().to_owned();
+    if let Some(q) = target.url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    ClientRequest {
+        host: target.host_header.clone(),
+        path_and_query: path,
+        key: handshake::encode_key(rand::random::<[u8; 16]>()),
+        origin: options.origin.clone(),
+        protocols: options.protocols.clone(),
+        extensions: options
+            .deflate
+            .as_ref()
+            .filter(|_| crate::proto::deflate::AVAILABLE)
+            .map(DeflateConfig::client_offer),
+        headers,
+    }
+}
+
+/// The compression the server's `Sec-WebSocket-Extensions` values enable (checked against the
+/// offer), and those values joined.
+pub(crate) fn negotiate_extensions(
+    options: &ConnectOptions,
+    values: &[String],
+) -> Result<(Option<DeflateParams>, String)> {
+    let deflate = match &options.deflate {
+        Some(config) => config.client_accept(values.iter().map(String::as_str))?,
+        None if values.iter().any(|v| !v.trim().is_empty()) => {
+            return Err(HandshakeError::Malformed(format!(
+                "the server enabled an extension that was not offered: {}",
+                values.join(", ")
+            ))
+            .into());
+        }
+        None => None,
+    };
+    Ok((deflate, values.join(", ")))
 }
 
 impl Socket {

@@ -85,6 +85,8 @@ mod connect;
 pub mod constants;
 mod cookies;
 mod error;
+#[cfg(feature = "http2")]
+mod h2;
 mod handler;
 mod http_io;
 pub mod hub;

@@ -107,6 +107,14 @@ pub fn server_config_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Ser
     Ok(Arc::new(config))
 }
 
+/// `config` offering HTTP/2 first by ALPN (`h2`, then `http/1.1`), for a server that serves
+/// HTTP/2 and takes WebSockets over it (RFC 8441).
+pub fn with_h2(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = Arc::unwrap_or_clone(config);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// A server configuration from PEM files.
 pub fn server_config_from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     let read = |p: &Path| {

@@ -97,11 +97,12 @@ impl AcceptOptions {
         self
     }
 
-    /// Decides the answer to a valid upgrade request: the 101 response and what was negotiated,
-    /// or the refusal to send.
+    /// Decides the answer to a valid upgrade request: the 101 response (200 to an HTTP/2
+    /// extended CONNECT) and what was negotiated, or the refusal to send.
     fn negotiate(
         &self,
         up: &UpgradeRequest,
+        http2: bool,
     ) -> std::result::Result<(http::Response<()>, Negotiated), Box<http::Response<String>>> {
         if let Some(check) = &self.origin_check {
             if !check(up.origin.as_deref()) {
@@ -119,7 +120,11 @@ impl AcceptOptions {
             None => (None, String::new()),
         };
         let ext = (!extensions.is_empty()).then_some(extensions.as_str());
-        let response = handshake::response_101(&up.accept, protocol.as_deref(), ext);
+        let response = if http2 {
+            handshake::response_connect(protocol.as_deref(), ext)
+        } else {
+            handshake::response_101(&up.accept, protocol.as_deref(), ext)
+        };
         Ok((
             response,
             Negotiated {
@@ -165,6 +170,11 @@ mod http_server {
     /// it answers 101 and calls `accept(socket, parts)` on a new task once the HTTP server hands the
     /// connection over. A request that is not a valid upgrade gets a clear HTTP error (400, or 426
     /// with `Sec-WebSocket-Version: 13`).
+    ///
+    /// With the feature `http2`, an HTTP/2 extended CONNECT (RFC 8441: `:protocol websocket`) is
+    /// accepted too: the answer is 200 and the socket runs over that HTTP/2 stream; a bad one gets
+    /// 400. The HTTP/2 server must advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+    /// (`hyper::server::conn::http2::Builder::enable_connect_protocol`; `axum::serve` does).
     pub fn upgrade<F, Fut>(accept: F) -> Upgrade<F>
     where
         F: Fn(Socket, http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
@@ -220,6 +230,9 @@ mod http_server {
             let (mut parts, _body) = req.into_parts();
             let request = match HttpUpgrade::from_parts(&mut parts) {
                 Ok(request) => request,
+                Err(e) if parts.version == http::Version::HTTP_2 => {
+                    return ready(Ok(handshake::error_response_h2(&e)))
+                }
                 Err(e) => return ready(Ok(handshake::error_response(&e))),
             };
             let accept = self.accept.clone();
@@ -235,15 +248,23 @@ mod http_server {
         pub(crate) request: UpgradeRequest,
         on_upgrade: hyper::upgrade::OnUpgrade,
         url: String,
+        /// An HTTP/2 extended CONNECT (RFC 8441) rather than an HTTP/1.1 upgrade.
+        http2: bool,
     }
 
     impl HttpUpgrade {
-        /// Checks the request head and takes the server's upgrade handle out of it
-        /// ([`HandshakeError::NotUpgradable`] when the server offers none).
+        /// Checks the request head (an HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT) and takes
+        /// the server's upgrade handle out of it ([`HandshakeError::NotUpgradable`] when the
+        /// server offers none).
         pub(crate) fn from_parts(
             parts: &mut http::request::Parts,
         ) -> std::result::Result<HttpUpgrade, HandshakeError> {
-            let request = handshake::check_request_parts(parts)?;
+            let http2 = parts.version == http::Version::HTTP_2;
+            let request = if http2 {
+                handshake::check_connect_parts(&parts.method, protocol(parts), &parts.headers)?
+            } else {
+                handshake::check_request_parts(parts)?
+            };
             let on_upgrade = parts
                 .extensions
                 .remove::<hyper::upgrade::OnUpgrade>()
@@ -252,6 +273,7 @@ mod http_server {
                 request,
                 on_upgrade,
                 url: parts.uri.to_string(),
+                http2,
             })
         }
 
@@ -267,7 +289,7 @@ mod http_server {
             A: FnOnce(Socket) -> Fut + Send + 'static,
             Fut: Future<Output = ()> + Send + 'static,
         {
-            let (response, negotiated) = match options.negotiate(&self.request) {
+            let (response, negotiated) = match options.negotiate(&self.request, self.http2) {
                 Ok(ok) => ok,
                 Err(refusal) => return *refusal,
             };
@@ -295,6 +317,23 @@ mod http_server {
                 }
             });
             response.map(|()| String::new())
+        }
+    }
+
+    /// The `:protocol` of an HTTP/2 extended CONNECT (feature `http2`; without it none is seen
+    /// and such a request is refused with 400).
+    fn protocol(parts: &http::request::Parts) -> Option<&str> {
+        #[cfg(feature = "http2")]
+        {
+            parts
+                .extensions
+                .get::<hyper::ext::Protocol>()
+                .map(hyper::ext::Protocol::as_str)
+        }
+        #[cfg(not(feature = "http2"))]
+        {
+            let _ = parts;
+            None
         }
     }
 
@@ -409,7 +448,7 @@ pub async fn accept_request(
             return Err(e.into());
         }
     };
-    let (response, negotiated) = match options.negotiate(&up) {
+    let (response, negotiated) = match options.negotiate(&up, false) {
         Ok(ok) => ok,
         Err(refusal) => {
             // The refusal as `error_response` built it, plus the length and the close.

@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// (default: from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, as curl).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
+    /// Open the connections as streams of one shared HTTP/2 connection per server (RFC 8441),
+    /// falling back to HTTP/1.1 when the server does not offer it.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 /// The report `--json` prints.
@@ -153,6 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.deflate {
         options = options.no_deflate();
     }
+    options.http2 = args.http2;
     if let Some(ca) = &args.ca {
         options = options.tls(wsx::tls::client_config_with_ca(ca)?);
     } else if args.insecure {

@@ -61,6 +61,10 @@ pub struct ConnectArgs {
     /// How long to wait for the server to answer our CLOSE, in seconds.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "2")]
     pub close_timeout: Duration,
+    /// Open the WebSocket as a stream of an HTTP/2 connection (RFC 8441: ALPN h2 for wss://,
+    /// prior knowledge for ws://), falling back to HTTP/1.1 when the server does not offer it.
+    #[arg(long)]
+    pub http2: bool,
 }
 
 /// Sets the proxy: `--proxy URL` if given, else the environment's (curl's variables).
@@ -109,6 +113,7 @@ fn options(args: &ConnectArgs) -> anyhow::Result<ConnectOptions> {
         let (name, value) = parse_header(h)?;
         options.headers.append(name, value);
     }
+    options.http2 = args.http2;
     if let Some(ca) = &args.ca {
         options = options.tls(wsx::tls::client_config_with_ca(ca)?);
     } else if args.insecure {

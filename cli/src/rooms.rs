@@ -54,8 +54,7 @@ pub struct RoomRequest {
 
 /// The room of a request path (`/chat`, `/room/NAME`), `None` for other paths, or why it is
 /// refused (a bad name, a bad or unsupported `since`).
-pub fn route(req: &http::Request<()>, hub: &Hub) -> Result<Option<RoomRequest>, HubError> {
-    let uri = req.uri();
+pub fn route(uri: &http::Uri, hub: &Hub) -> Result<Option<RoomRequest>, HubError> {
     let room = match uri.path() {
         "/chat" => "chat",
         path => match path.strip_prefix("/room/") {

@@ -3,10 +3,13 @@
 //!
 //! Each accepted connection runs on its own task: optional TLS handshake, then the request head
 //! (both under the handshake timeout), then either a plain HTTP answer (the page, 426, 404) or
-//! the WebSocket upgrade. Open sockets are kept in a registry so that Ctrl-C / SIGTERM can close
-//! each of them with 1001 before the process exits.
+//! the WebSocket upgrade. A connection that speaks HTTP/2 (the h2c preface, or `h2` chosen by
+//! ALPN) is served by hyper instead, with WebSockets as extended CONNECT streams (RFC 8441).
+//! Open sockets are kept in a registry so that Ctrl-C / SIGTERM can close each of them with 1001
+//! before the process exits.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -22,7 +25,8 @@ use http::header::{
     RETRY_AFTER, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use http::StatusCode;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -42,6 +46,10 @@ pub const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for open sockets to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Most streams (WebSockets, mostly) one HTTP/2 connection may have open at once (hyper's
+/// default of 200 would make the 201st WebSocket of a client wait for one to close).
+const MAX_H2_STREAMS: u32 = 4096;
 
 /// Options of `wsx serve`.
 #[derive(Debug, Args)]
@@ -132,7 +140,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         (Some(cert), Some(key)) => {
             let config = wsx::tls::server_config_from_files(cert, key)
                 .context("cannot load the TLS certificate and key")?;
-            Some(tokio_rustls::TlsAcceptor::from(config))
+            // HTTP/2 first by ALPN: WebSockets go over it too (RFC 8441).
+            Some(tokio_rustls::TlsAcceptor::from(wsx::tls::with_h2(config)))
         }
         _ => None,
     };
@@ -280,6 +289,28 @@ impl Server {
                 }
             },
         };
+        let http2 = if self.tls.is_some() {
+            alpn_is_h2(&stream)
+        } else {
+            match tokio::time::timeout_at(deadline, sniff_h2c(stream)).await {
+                Ok(Ok((sniffed, h2))) => {
+                    stream = sniffed;
+                    h2
+                }
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "read failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "request head timed out");
+                    return;
+                }
+            }
+        };
+        if http2 {
+            self.serve_h2(stream, peer).await;
+            return;
+        }
         let (req, leftover) = match tokio::time::timeout_at(
             deadline,
             read_request(&mut stream, &self.limits),
@@ -303,7 +334,7 @@ impl Server {
             info!(%peer, method = %req.method(), %path, status, "http");
             return;
         }
-        let room = match rooms::route(&req, &self.hub) {
+        let room = match rooms::route(req.uri(), &self.hub) {
             Ok(room) => room,
             Err(e) => {
                 refuse(&mut stream, StatusCode::BAD_REQUEST, &format!("{e}\n")).await;
@@ -336,7 +367,21 @@ impl Server {
                 return;
             }
         };
-        info!(%peer, %path, extensions = socket.extensions(), "open");
+        self.run_socket(socket, joined, peer, path, "http/1.1")
+            .await;
+    }
+
+    /// Runs an open WebSocket (echo, or its room when it `joined` one) until it closes; `over`
+    /// is the HTTP version it came through, for the logs.
+    async fn run_socket(
+        &self,
+        socket: Socket,
+        joined: Option<rooms::Joined>,
+        peer: SocketAddr,
+        path: String,
+        over: &str,
+    ) {
+        info!(%peer, %path, extensions = socket.extensions(), over, "open");
         let Some(_registered) = self.registry.insert(&socket) else {
             // Shutdown began while this one was upgrading.
             going_away(&socket);
@@ -349,6 +394,89 @@ impl Server {
         }
         let ev = socket.closed().await;
         info!(%peer, %path, code = ev.code, reason = %ev.reason, clean = ev.clean, "close");
+    }
+
+    /// Serves an HTTP/2 connection (h2c prior knowledge, or h2 by ALPN) with hyper: each
+    /// WebSocket is one stream, opened by an extended CONNECT (RFC 8441), which is why the
+    /// connection advertises SETTINGS_ENABLE_CONNECT_PROTOCOL; other requests get the same
+    /// answers as over HTTP/1.1.
+    async fn serve_h2(self: Arc<Self>, stream: WsStream, peer: SocketAddr) {
+        let server = self.clone();
+        let service = hyper::service::service_fn(move |req| server.clone().h2_request(req, peer));
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .enable_connect_protocol()
+            .max_concurrent_streams(MAX_H2_STREAMS);
+        if let Err(e) = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+        {
+            debug!(%peer, error = %e, "HTTP/2 connection ended");
+        }
+    }
+
+    /// Answers one HTTP/2 request: the WebSocket upgrade (by `wsx::upgrade`) or a plain answer.
+    /// Rooms are routed and joined before the answer, as over HTTP/1.1.
+    async fn h2_request(
+        self: Arc<Self>,
+        req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Result<http::Response<String>, Infallible> {
+        let path = req.uri().path().to_owned();
+        if req.method() != http::Method::CONNECT {
+            let head_only = req.method() == http::Method::HEAD;
+            let (status, ctype, body) = plain_answer(req.method(), &path);
+            info!(%peer, method = %req.method(), %path, status = status.as_u16(), over = "h2", "http");
+            let body = if head_only { "" } else { body };
+            return Ok(h2_response(status, ctype, body));
+        }
+        let room = match rooms::route(req.uri(), &self.hub) {
+            Ok(room) => room,
+            Err(e) => {
+                info!(%peer, %path, status = 400, error = %e, over = "h2", "refused");
+                return Ok(h2_response(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")));
+            }
+        };
+        let Some(slot) = self.slots.acquire() else {
+            info!(%peer, %path, status = 503, "refused: connection limit reached");
+            return Ok(h2_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "too many connections; try again later\n",
+            ));
+        };
+        let joined = match room {
+            Some(room) => match rooms::join(&self.hub, room).await {
+                Ok(joined) => Some(joined),
+                Err(e) => {
+                    info!(%peer, %path, status = 503, error = %e, over = "h2", "refused");
+                    let text = format!("{e}\n");
+                    return Ok(h2_response(StatusCode::SERVICE_UNAVAILABLE, TEXT, text));
+                }
+            },
+            None => None,
+        };
+        // The slot and the membership go with the socket (or back, with the service, when the
+        // request is refused).
+        let taken = Arc::new(Mutex::new(Some((slot, joined))));
+        let server = self.clone();
+        let mut upgrade = wsx::upgrade(move |socket, parts: http::request::Parts| {
+            let server = server.clone();
+            let taken = lock(&taken).take();
+            async move {
+                let Some((_slot, joined)) = taken else {
+                    return;
+                };
+                let path = parts.uri.path().to_owned();
+                server.run_socket(socket, joined, peer, path, "h2").await;
+            }
+        })
+        .options(self.options.clone());
+        let Ok(resp) = tower_service::Service::call(&mut upgrade, req).into_inner();
+        if !resp.status().is_success() {
+            info!(%peer, %path, status = resp.status().as_u16(), over = "h2", "upgrade refused");
+        }
+        Ok(resp)
     }
 }
 
@@ -381,50 +509,58 @@ fn is_upgrade(req: &http::Request<()>) -> bool {
 /// Paths that only speak WebSocket: a plain request there gets 426.
 const WS_ENDPOINTS: &[&str] = &["/echo", "/chat"];
 
-/// Answers a request that is not an upgrade and closes; returns the status sent.
-async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
-    let path = req.uri().path();
-    let head_only = req.method() == http::Method::HEAD;
-    let get = req.method() == http::Method::GET || head_only;
-    let text = "text/plain; charset=utf-8";
-    let (status, ctype, body): (StatusCode, &'static str, &[u8]) = if path == "/" && get {
-        (StatusCode::OK, "text/html; charset=utf-8", PAGE.as_bytes())
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The answer to a request that is not an upgrade: status, content type, body.
+fn plain_answer(method: &http::Method, path: &str) -> (StatusCode, &'static str, &'static str) {
+    let get = method == http::Method::GET || method == http::Method::HEAD;
+    if path == "/" && get {
+        (StatusCode::OK, "text/html; charset=utf-8", PAGE)
     } else if WS_ENDPOINTS.contains(&path) || path.starts_with("/room/") {
         (
             StatusCode::UPGRADE_REQUIRED,
-            text,
-            b"this is a WebSocket endpoint: connect with a WebSocket client\n",
+            TEXT,
+            "this is a WebSocket endpoint: connect with a WebSocket client\n",
         )
     } else if path == "/" {
-        (StatusCode::METHOD_NOT_ALLOWED, text, b"use GET\n")
+        (StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n")
     } else {
-        (StatusCode::NOT_FOUND, text, b"not found\n")
-    };
-    let _ = respond(stream, status, ctype, body, head_only).await;
+        (StatusCode::NOT_FOUND, TEXT, "not found\n")
+    }
+}
+
+/// Answers a request that is not an upgrade and closes; returns the status sent.
+async fn answer_http(stream: &mut WsStream, req: &http::Request<()>) -> u16 {
+    let head_only = req.method() == http::Method::HEAD;
+    let (status, ctype, body) = plain_answer(req.method(), req.uri().path());
+    let _ = respond(stream, status, ctype, body.as_bytes(), head_only).await;
     status.as_u16()
 }
 
 /// Answers an upgrade that cannot go ahead with `status` and a plain-text reason.
 async fn refuse(stream: &mut WsStream, status: StatusCode, text: &str) {
-    let ctype = "text/plain; charset=utf-8";
-    let _ = respond(stream, status, ctype, text.as_bytes(), false).await;
+    let _ = respond(stream, status, TEXT, text.as_bytes(), false).await;
 }
 
-/// Writes a complete `Connection: close` response, then ends the connection.
-async fn respond(
-    stream: &mut WsStream,
+/// The headers of every plain answer, and those its status calls for. `http1_length`: the
+/// body length of a `Connection: close` HTTP/1.1 response, which may carry `Upgrade` (HTTP/2
+/// has neither, and hyper sets the length).
+fn answer_headers(
     status: StatusCode,
     content_type: &'static str,
-    body: &[u8],
-    head_only: bool,
-) -> std::io::Result<()> {
+    http1_length: Option<usize>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if let Some(len) = http1_length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match status {
         StatusCode::UPGRADE_REQUIRED => {
-            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            if http1_length.is_some() {
+                headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            }
             headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         }
         StatusCode::METHOD_NOT_ALLOWED => {
@@ -435,7 +571,56 @@ async fn respond(
         }
         _ => {}
     }
-    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    if http1_length.is_some() {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    headers
+}
+
+/// A plain answer over HTTP/2 (hyper adds the length).
+fn h2_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<String>,
+) -> http::Response<String> {
+    let mut resp = http::Response::new(body.into());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = answer_headers(status, content_type, None);
+    resp
+}
+
+/// Whether TLS chose HTTP/2 by ALPN.
+fn alpn_is_h2(stream: &WsStream) -> bool {
+    match stream.get_ref() {
+        wsx::Transport::ServerTls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        _ => false,
+    }
+}
+
+/// Reads the first bytes of a plaintext connection until they show whether it opens with the
+/// HTTP/2 preface (h2c with prior knowledge); the bytes stay in the stream for whichever
+/// protocol follows.
+async fn sniff_h2c(stream: WsStream) -> std::io::Result<(WsStream, bool)> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let (mut transport, mut buf) = stream.into_parts();
+    while buf.len() < PREFACE.len() && PREFACE.starts_with(&buf) {
+        if transport.read_buf(&mut buf).await? == 0 {
+            break;
+        }
+    }
+    let h2 = buf.starts_with(PREFACE);
+    Ok((WsStream::new(transport, buf), h2))
+}
+
+/// Writes a complete `Connection: close` response, then ends the connection.
+async fn respond(
+    stream: &mut WsStream,
+    status: StatusCode,
+    content_type: &'static str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let headers = answer_headers(status, content_type, Some(body.len()));
     let mut head = Vec::with_capacity(256);
     write_response(status, &headers, &[], &mut head);
     let result = write_and_close(stream, &head, if head_only { &[] } else { body }).await;

@@ -532,21 +532,16 @@ async fn tls_serve_and_connect_with_ca() {
         ])
         .await;
         assert_eq!(server.scheme, "wss");
-        let mut child = spawn_piped(&[
-            "connect",
-            "--ca",
-            ca.to_str().unwrap(),
-            &server.url("/echo"),
-        ]);
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdin.write_all(b"over tls\n").await.unwrap();
-        stdin.flush().await.unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).await.unwrap();
-        assert_eq!(line, "over tls\n");
-        drop(stdin);
-        assert!(child.wait().await.unwrap().success());
+        connect_echoes_a_line(
+            &[
+                "connect",
+                "--ca",
+                ca.to_str().unwrap(),
+                &server.url("/echo"),
+            ],
+            "over tls\n",
+        )
+        .await;
 
         // Without the CA the certificate is refused and connect fails.
         let out = Command::new(WSX)
@@ -722,6 +717,112 @@ async fn a_bad_room_name_or_offset_gets_a_clear_refusal() {
     .await;
 }
 
+/// Runs `wsx ARGS` (a `connect` to an echo endpoint), sends `line` and checks that it comes back
+/// and that connect exits 0 once stdin ends.
+async fn connect_echoes_a_line(args: &[&str], line: &str) {
+    let mut child = spawn_piped(args);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdin.write_all(line.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let mut back = String::new();
+    stdout.read_line(&mut back).await.unwrap();
+    assert_eq!(back, line);
+    drop(stdin);
+    assert!(child.wait().await.unwrap().success());
+}
+
+/// An h2c connection to `addr` (HTTP/2 with prior knowledge), driven on its own task.
+async fn h2c(addr: &str) -> hyper::client::conn::http2::SendRequest<String> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    // The server's SETTINGS (extended CONNECT on) come first; it takes the requests whenever.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sender
+}
+
+/// An extended CONNECT (RFC 8441) for `path` on `sender`: the response, and the stream as a
+/// client socket when it was accepted.
+async fn h2_websocket(
+    sender: &mut hyper::client::conn::http2::SendRequest<String>,
+    addr: &str,
+    path: &str,
+    protocol: &'static str,
+) -> (http::StatusCode, Option<Socket>) {
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .version(http::Version::HTTP_2)
+        .uri(format!("http://{addr}{path}"))
+        .extension(hyper::ext::Protocol::from_static(protocol))
+        .header("sec-websocket-version", "13")
+        .body(String::new())
+        .unwrap();
+    let mut resp = sender.send_request(req).await.expect("a response");
+    let status = resp.status();
+    if status != http::StatusCode::OK {
+        return (status, None);
+    }
+    let upgraded = hyper::upgrade::on(&mut resp).await.expect("the stream");
+    let socket = Socket::from_stream(
+        wsx::WsStream::from_transport(hyper_util::rt::TokioIo::new(upgraded), Default::default()),
+        wsx::Role::Client,
+        Default::default(),
+        Default::default(),
+        path,
+        "",
+    );
+    (status, Some(socket))
+}
+
+/// `wsx serve` over h2c: the page, echo and the chat room as streams of one HTTP/2 connection;
+/// closing one stream leaves the others up; a bad extended CONNECT gets 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_over_h2c_multiplexes_page_echo_and_chat() {
+    bounded(30, async {
+        let server = Server::start(&[]).await;
+        let mut h2 = h2c(&server.addr).await;
+        let page = http::Request::builder()
+            .uri(format!("http://{}/", server.addr))
+            .version(http::Version::HTTP_2)
+            .body(String::new())
+            .unwrap();
+        let resp = h2.send_request(page).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        use http_body_util::BodyExt as _;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("id=\"state\""));
+
+        let (_, echo) = h2_websocket(&mut h2, &server.addr, "/echo", "websocket").await;
+        let (_, alice) = h2_websocket(&mut h2, &server.addr, "/chat", "websocket").await;
+        let (_, bob) = h2_websocket(&mut h2, &server.addr, "/chat", "websocket").await;
+        let (echo, alice, bob) = (echo.unwrap(), alice.unwrap(), bob.unwrap());
+        echo.send("over h2").await.unwrap();
+        assert_eq!(recv(&echo).await.as_text(), Some("over h2"));
+        alice.send("hi bob").await.unwrap();
+        assert_eq!(recv(&bob).await.as_text(), Some("hi bob"));
+
+        let ev = echo.close(CloseCode::NORMAL, "done").await;
+        assert!(ev.clean, "{ev:?}");
+        bob.send("hi alice").await.unwrap();
+        assert_eq!(recv(&alice).await.as_text(), Some("hi alice"));
+
+        let (status, _) = h2_websocket(&mut h2, &server.addr, "/echo", "chat").await;
+        assert_eq!(status, http::StatusCode::BAD_REQUEST);
+        let (status, again) = h2_websocket(&mut h2, &server.addr, "/echo", "websocket").await;
+        assert_eq!(status, http::StatusCode::OK);
+        let again = again.unwrap();
+        again.send("same connection").await.unwrap();
+        assert_eq!(recv(&again).await.as_text(), Some("same connection"));
+    })
+    .await;
+}
+
 /// Runs `wsx ARGS` to its end (stdin closed) and returns whether it succeeded and its stderr.
 async fn run_wsx(args: &[&str]) -> (bool, String) {
     let out = Command::new(WSX)
@@ -779,6 +880,64 @@ async fn leniency_connect_host_header_is_refused_with_a_message() {
         assert!(!ok);
         assert!(stderr.contains("Host"), "{stderr}");
         assert!(stderr.contains("URL"), "{stderr}");
+    })
+    .await;
+}
+
+/// `wsx serve --tls-cert` offers h2 by ALPN; `wsx connect --http2` and the library client with
+/// `http2` go over it, and `--max-connections` counts WebSockets, not HTTP/2 connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_over_h2_tls_with_connect_http2_and_max_connections() {
+    bounded(30, async {
+        let (ca, cert, key) = make_certs("h2");
+        let server = Server::start(&[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--max-connections",
+            "2",
+        ])
+        .await;
+        connect_echoes_a_line(
+            &[
+                "connect",
+                "--http2",
+                "--ca",
+                ca.to_str().unwrap(),
+                &server.url("/echo"),
+            ],
+            "over h2 and tls\n",
+        )
+        .await;
+
+        let tls = wsx::tls::client_config_with_ca(&ca).unwrap();
+        let options = plain().tls(tls).http2();
+        let a = Socket::open(&server.url("/echo"), options.clone())
+            .await
+            .unwrap();
+        let b = Socket::open(&server.url("/echo"), options.clone())
+            .await
+            .unwrap();
+        let err = Socket::open(&server.url("/echo"), options.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("503"), "{err}");
+        b.close(CloseCode::NORMAL, "").await;
+        a.send("a is fine").await.unwrap();
+        assert_eq!(recv(&a).await.as_text(), Some("a is fine"));
+        // b's slot is free again.
+        let mut opened = None;
+        for _ in 0..50 {
+            if let Ok(s) = Socket::open(&server.url("/echo"), options.clone()).await {
+                opened = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let c = opened.expect("a slot after b closed");
+        c.send("c").await.unwrap();
+        assert_eq!(recv(&c).await.as_text(), Some("c"));
     })
     .await;
 }

@@ -1,9 +1,9 @@
 //! The client side: build the upgrade request, parse and check the server's answer.
 
 use http::header::{
-    HeaderMap, HeaderName, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
-    SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, ORIGIN,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, TRANSFER_ENCODING, UPGRADE,
 };
 use http::StatusCode;
 
@@ -187,6 +187,42 @@ impl ClientRequest {
     }
 }
 
+impl ClientRequest {
+    /// The headers of the same request as an HTTP/2 extended CONNECT (RFC 8441 §5):
+    /// `Sec-WebSocket-Version: 13`, then `Origin`, `Sec-WebSocket-Protocol` and
+    /// `Sec-WebSocket-Extensions` when set, and the extra headers (reserved names skipped as in
+    /// [`ClientRequest::encode`]). The key is not sent (HTTP/2 has none); the host and the target
+    /// go in the `:authority` and `:path` pseudo-headers. Values that are not valid header values
+    /// are an [`HandshakeError::InvalidClientRequest`].
+    pub fn connect_headers(&self) -> Result<HeaderMap, HandshakeError> {
+        let value = |v: &str| {
+            HeaderValue::from_str(v).map_err(|_| {
+                HandshakeError::InvalidClientRequest(format!(
+                    "`{}` is not a valid header value",
+                    excerpt(v.as_bytes())
+                ))
+            })
+        };
+        let mut headers = HeaderMap::with_capacity(4 + self.headers.len());
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        if let Some(origin) = &self.origin {
+            headers.insert(ORIGIN, value(origin)?);
+        }
+        if !self.protocols.is_empty() {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, value(&self.protocols.join(", "))?);
+        }
+        if let Some(extensions) = &self.extensions {
+            headers.insert(SEC_WEBSOCKET_EXTENSIONS, value(extensions)?);
+        }
+        for (name, v) in &self.headers {
+            if !RESERVED_CLIENT_HEADERS.contains(name) {
+                headers.append(name, v.clone());
+            }
+        }
+        Ok(headers)
+    }
+}
+
 /// The reason phrase the server actually sent, stored by [`parse_response`] in the response's
 /// [`extensions`](http::Response::extensions) (an [`http::Response`] has no field for it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,17 +285,7 @@ pub fn check_response(
     key: &str,
     offered_protocols: &[String],
 ) -> Result<UpgradeResponse, HandshakeError> {
-    let status = resp.status();
-    if status != StatusCode::SWITCHING_PROTOCOLS {
-        let reason = match resp.extensions().get::<ReasonPhrase>() {
-            Some(ReasonPhrase(reason)) => excerpt(reason.as_bytes()),
-            None => status.canonical_reason().unwrap_or("").to_owned(),
-        };
-        return Err(HandshakeError::UnexpectedStatus {
-            status: status.as_u16(),
-            reason,
-        });
-    }
+    expect_status(resp, StatusCode::SWITCHING_PROTOCOLS)?;
     if resp.version() != http::Version::HTTP_11 {
         return Err(HandshakeError::WrongHttpVersion(format!(
             "{:?}",
@@ -294,6 +320,40 @@ pub fn check_response(
             found: excerpt(accept),
         });
     }
+    negotiated(headers, offered_protocols)
+}
+
+/// Checks the server's answer to an HTTP/2 extended CONNECT (RFC 8441 §5) that offered
+/// `offered_protocols`: status 200 (any other is [`HandshakeError::UnexpectedStatus`]), then the
+/// subprotocol as [`check_response`] does. There is no accept key in HTTP/2.
+pub fn check_connect_response(
+    resp: &http::Response<()>,
+    offered_protocols: &[String],
+) -> Result<UpgradeResponse, HandshakeError> {
+    expect_status(resp, StatusCode::OK)?;
+    negotiated(resp.headers(), offered_protocols)
+}
+
+fn expect_status(resp: &http::Response<()>, expected: StatusCode) -> Result<(), HandshakeError> {
+    let status = resp.status();
+    if status == expected {
+        return Ok(());
+    }
+    let reason = match resp.extensions().get::<ReasonPhrase>() {
+        Some(ReasonPhrase(reason)) => excerpt(reason.as_bytes()),
+        None => status.canonical_reason().unwrap_or("").to_owned(),
+    };
+    Err(HandshakeError::UnexpectedStatus {
+        status: status.as_u16(),
+        reason,
+    })
+}
+
+/// The subprotocol (one of those offered, or none) and the extension values of an answer.
+fn negotiated(
+    headers: &http::HeaderMap,
+    offered_protocols: &[String],
+) -> Result<UpgradeResponse, HandshakeError> {
     let protocol = match single(headers, &SEC_WEBSOCKET_PROTOCOL, "Sec-WebSocket-Protocol")? {
         None => None,
         Some(value) => {

@@ -6,7 +6,7 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `mod.rs` | [`accept_key`], [`encode_key`], [`HandshakeLimits`], [`HandshakeError`] |
-//! | `server.rs` | [`parse_request`], [`check_request`], [`select_protocol`], [`response_101`], errors |
+//! | `server.rs` | [`parse_request`], [`check_request`], [`select_protocol`], [`response_101`], errors; the HTTP/2 extended CONNECT of RFC 8441 ([`check_connect_parts`], [`response_connect`]) |
 //! | `client.rs` | [`ClientRequest`], [`parse_response`], [`check_response`] |
 //! | `http.rs` | the head: [`find_head_end`], httparse, [`header_tokens`], [`write_response`], [`write_request`], tokens |
 //!
@@ -44,14 +44,15 @@ mod http;
 mod server;
 
 pub use client::{
-    check_response, is_handshake_header, parse_response, ClientRequest, ReasonPhrase,
-    UpgradeResponse,
+    check_connect_response, check_response, is_handshake_header, parse_response, ClientRequest,
+    ReasonPhrase, UpgradeResponse,
 };
 pub(crate) use http::parse_elements;
 pub use http::{could_start_head, find_head_end, header_tokens, write_request, write_response};
 pub use server::{
-    check_request, check_request_parts, encode_error_response, encode_response, error_response,
-    parse_request, response_101, select_protocol, UpgradeRequest,
+    check_connect_parts, check_request, check_request_parts, encode_error_response,
+    encode_response, error_response, error_response_h2, parse_request, response_101,
+    response_connect, select_protocol, UpgradeRequest,
 };
 
 /// The GUID that RFC 6455 §1.3 appends to `Sec-WebSocket-Key` before hashing it into
@@ -174,6 +175,13 @@ pub enum HandshakeError {
     /// connection over (it offers no upgrade on it).
     #[error("this connection cannot be upgraded to a WebSocket (the HTTP server offers no upgrade on it)")]
     NotUpgradable,
+    /// An HTTP/2 request for a WebSocket is not an extended CONNECT with a `:protocol`
+    /// (RFC 8441 §4): the method that was used, quoted.
+    #[error("an HTTP/2 WebSocket request must be an extended CONNECT with `:protocol websocket` (RFC 8441), not `{0}` without `:protocol`")]
+    NotExtendedConnect(String),
+    /// An extended CONNECT names a `:protocol` other than `websocket` (the value, quoted).
+    #[error("`:protocol {0}` is not `websocket`: this endpoint speaks only WebSocket (RFC 8441)")]
+    WrongProtocol(String),
     /// The request has no `Sec-WebSocket-Key` header.
     #[error("missing `Sec-WebSocket-Key` header: send the base64 encoding of 16 random bytes")]
     MissingKey,
@@ -241,6 +249,8 @@ impl HandshakeError {
             | HandshakeError::MissingConnectionUpgrade
             | HandshakeError::MissingKey
             | HandshakeError::BadKey
+            | HandshakeError::NotExtendedConnect(_)
+            | HandshakeError::WrongProtocol(_)
             | HandshakeError::UnexpectedStatus { .. }
             | HandshakeError::MissingAccept
             | HandshakeError::BadAccept { .. }

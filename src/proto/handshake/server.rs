@@ -54,7 +54,8 @@ pub fn parse_request(
 /// What the server learned from a valid upgrade request.
 #[derive(Clone, Debug)]
 pub struct UpgradeRequest {
-    /// The `Sec-WebSocket-Accept` value to answer with.
+    /// The `Sec-WebSocket-Accept` value to answer with (empty for an HTTP/2 extended CONNECT,
+    /// which has no key: RFC 8441 §5).
     pub accept: String,
     /// The subprotocols the client offered (`Sec-WebSocket-Protocol` tokens), in the client's
     /// order of preference.
@@ -117,21 +118,31 @@ fn check_parts(
     if !has_token(headers, &CONNECTION, "upgrade") {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
-    let ws_version = single(headers, &SEC_WEBSOCKET_VERSION, "Sec-WebSocket-Version")?
-        .ok_or(HandshakeError::MissingVersion)?;
-    let ws_version = trim_ows(ws_version.as_bytes());
-    if ws_version != WS_VERSION.as_bytes() {
-        return Err(HandshakeError::UnsupportedVersion(excerpt(ws_version)));
-    }
+    check_version(headers)?;
     let key = single(headers, &SEC_WEBSOCKET_KEY, "Sec-WebSocket-Key")?
         .ok_or(HandshakeError::MissingKey)?;
     let key = trim_ows(key.as_bytes());
     if !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
     }
+    Ok(offer(accept_key(key), headers))
+}
 
-    Ok(UpgradeRequest {
-        accept: accept_key(key),
+/// `Sec-WebSocket-Version` present exactly once with the value `13`.
+fn check_version(headers: &HeaderMap) -> Result<(), HandshakeError> {
+    let ws_version = single(headers, &SEC_WEBSOCKET_VERSION, "Sec-WebSocket-Version")?
+        .ok_or(HandshakeError::MissingVersion)?;
+    let ws_version = trim_ows(ws_version.as_bytes());
+    if ws_version != WS_VERSION.as_bytes() {
+        return Err(HandshakeError::UnsupportedVersion(excerpt(ws_version)));
+    }
+    Ok(())
+}
+
+/// What the client offers (subprotocols, extensions, origin), the same in HTTP/1.1 and HTTP/2.
+fn offer(accept: String, headers: &HeaderMap) -> UpgradeRequest {
+    UpgradeRequest {
+        accept,
         protocols: header_tokens(headers, &SEC_WEBSOCKET_PROTOCOL)
             .map(str::to_owned)
             .collect(),
@@ -139,7 +150,35 @@ fn check_parts(
         origin: headers
             .get(ORIGIN)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-    })
+    }
+}
+
+/// Validates an HTTP/2 extended CONNECT (RFC 8441 §4-5). `protocol` is the `:protocol`
+/// pseudo-header, which HTTP stacks keep outside the header map (hyper: `hyper::ext::Protocol`).
+///
+/// Checked in order: method CONNECT with a `:protocol`
+/// ([`HandshakeError::NotExtendedConnect`]); `:protocol` is `websocket`
+/// ([`HandshakeError::WrongProtocol`]); `Sec-WebSocket-Version` exactly once with the value `13`.
+/// There is no key and no `Upgrade`/`Connection` in HTTP/2; the returned request's `accept` is
+/// empty.
+pub fn check_connect_parts(
+    method: &Method,
+    protocol: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<UpgradeRequest, HandshakeError> {
+    let protocol = match protocol {
+        Some(p) if method == Method::CONNECT => p,
+        _ => {
+            return Err(HandshakeError::NotExtendedConnect(excerpt(
+                method.as_str().as_bytes(),
+            )))
+        }
+    };
+    if protocol != "websocket" {
+        return Err(HandshakeError::WrongProtocol(excerpt(protocol.as_bytes())));
+    }
+    check_version(headers)?;
+    Ok(offer(String::new(), headers))
 }
 
 /// Picks the first of the client's `offered` subprotocols (client order) that the server
@@ -172,13 +211,26 @@ pub fn response_101(
     if let Ok(value) = HeaderValue::from_str(accept) {
         headers.insert(SEC_WEBSOCKET_ACCEPT, value);
     }
+    insert_negotiated(headers, protocol, extensions);
+    resp
+}
+
+/// Builds the `200` answer to an HTTP/2 extended CONNECT (RFC 8441 §5): only
+/// `Sec-WebSocket-Protocol` / `Sec-WebSocket-Extensions` when given (no accept key, and no
+/// `Upgrade`/`Connection`, which HTTP/2 forbids).
+pub fn response_connect(protocol: Option<&str>, extensions: Option<&str>) -> http::Response<()> {
+    let mut resp = http::Response::new(());
+    insert_negotiated(resp.headers_mut(), protocol, extensions);
+    resp
+}
+
+fn insert_negotiated(headers: &mut HeaderMap, protocol: Option<&str>, extensions: Option<&str>) {
     if let Some(Ok(value)) = protocol.map(HeaderValue::from_str) {
         headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
     if let Some(Ok(value)) = extensions.map(HeaderValue::from_str) {
         headers.insert(SEC_WEBSOCKET_EXTENSIONS, value);
     }
-    resp
 }
 
 /// Serializes a response head (status line, headers, empty line) into `dst`.
@@ -215,6 +267,20 @@ pub fn error_response(err: &HandshakeError) -> http::Response<String> {
         headers.insert(http::header::ALLOW, HeaderValue::from_static("GET"));
     }
     *resp.body_mut() = body;
+    resp
+}
+
+/// The error response for a rejected HTTP/2 extended CONNECT: as [`error_response`], without
+/// the connection-specific headers HTTP/2 forbids (`Connection`, `Upgrade`), and 400 instead of
+/// 426 (there is nothing to upgrade in HTTP/2; a wrong version still carries
+/// `Sec-WebSocket-Version: 13`, RFC 6455 §4.4).
+pub fn error_response_h2(err: &HandshakeError) -> http::Response<String> {
+    let mut resp = error_response(err);
+    resp.headers_mut().remove(CONNECTION);
+    resp.headers_mut().remove(UPGRADE);
+    if resp.status() == StatusCode::UPGRADE_REQUIRED {
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+    }
     resp
 }
 
@@ -580,5 +646,45 @@ mod tests {
         };
         let req = parse_request(valid_head().as_bytes(), &limits).unwrap();
         assert!(check_request(&req).is_ok());
+    }
+
+    #[test]
+    fn extended_connect_checks_method_protocol_and_version() {
+        let mut headers = HeaderMap::new();
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("a, b"));
+        let up = check_connect_parts(&Method::CONNECT, Some("websocket"), &headers).unwrap();
+        assert_eq!(up.protocols, strings(&["a", "b"]));
+        assert!(up.accept.is_empty());
+        assert!(matches!(
+            check_connect_parts(&Method::CONNECT, None, &headers),
+            Err(HandshakeError::NotExtendedConnect(m)) if m == "CONNECT"
+        ));
+        assert!(matches!(
+            check_connect_parts(&Method::GET, Some("websocket"), &headers),
+            Err(HandshakeError::NotExtendedConnect(_))
+        ));
+        assert!(matches!(
+            check_connect_parts(&Method::CONNECT, Some("chat"), &headers),
+            Err(HandshakeError::WrongProtocol(p)) if p == "chat"
+        ));
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("8"));
+        let err = check_connect_parts(&Method::CONNECT, Some("websocket"), &headers).unwrap_err();
+        assert!(matches!(err, HandshakeError::UnsupportedVersion(_)));
+        // Over HTTP/2: 400 with the version, and no connection-specific headers.
+        let resp = error_response_h2(&err);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_VERSION], "13");
+        assert!(resp.headers().get(CONNECTION).is_none());
+        assert!(resp.headers().get(UPGRADE).is_none());
+    }
+
+    #[test]
+    fn connect_response_carries_only_the_negotiated_headers() {
+        let resp = response_connect(Some("chat"), Some("permessage-deflate"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers().len(), 2);
+        assert_eq!(resp.headers()[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert!(response_connect(None, None).headers().is_empty());
     }
 }
