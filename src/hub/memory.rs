@@ -105,13 +105,14 @@ impl Local {
         let name: Arc<str> = match t.rooms.get_key_value(room) {
             Some((name, _)) => name.clone(),
             None => {
+                // A new room with local members: the engine follows the change.
                 t.generation += 1;
+                self.changes.send_replace(t.generation);
                 room.into()
             }
         };
         slot.rooms.insert(name.clone());
         t.rooms.entry(name).or_default().insert(id);
-        self.changes.send_replace(t.generation);
         Ok(t.generation)
     }
 
@@ -127,12 +128,7 @@ impl Local {
 
     /// Removes the member from every room and forgets it.
     pub(crate) fn remove(&self, id: u64) {
-        let mut t = lock(&self.table);
-        if let Some(slot) = t.members.remove(&id) {
-            for room in &slot.rooms {
-                self.unlist(&mut t, id, room);
-            }
-        }
+        self.remove_locked(&mut lock(&self.table), id);
     }
 
     fn unlist(&self, t: &mut Table, id: u64, room: &str) {
@@ -198,7 +194,7 @@ impl Local {
     }
 
     /// Delivers a message to every local member of `room` but `skip`; frames it only if the
-    /// room has a local member. Returns how many members it was queued for.
+    /// room has a local member, and outside the table's lock (framing copies the payload).
     pub(crate) fn deliver(
         self: &Arc<Self>,
         room: &str,
@@ -206,21 +202,23 @@ impl Local {
         offset: Option<Offset>,
         kind: OpCode,
         body: &Bytes,
-    ) -> usize {
-        let mut t = lock(&self.table);
-        let t = &mut *t;
-        let Some((name, members)) = t.rooms.get_key_value(room) else {
-            return 0;
-        };
+    ) {
+        if !lock(&self.table).rooms.contains_key(room) {
+            return;
+        }
         let body = if self.tag_offsets {
             tagged(offset, body)
         } else {
             body.clone()
         };
         let Ok(msg) = PreparedMessage::new(Message::with_kind(kind, body)) else {
-            return 0;
+            return;
         };
-        let mut delivered = 0;
+        let mut t = lock(&self.table);
+        let t = &mut *t;
+        let Some((name, members)) = t.rooms.get_key_value(room) else {
+            return;
+        };
         let mut gone = Vec::new();
         let mut slow = Vec::new();
         for &id in members {
@@ -230,7 +228,6 @@ impl Local {
             let Some(slot) = t.members.get_mut(&id) else {
                 continue;
             };
-            delivered += 1;
             if let (Some(socket), false) = (&slot.socket, slot.draining) {
                 match socket.try_send_prepared(&msg) {
                     Ok(true) => continue,
@@ -264,7 +261,6 @@ impl Local {
         for id in slow {
             self.drop_slow_locked(t, id);
         }
-        delivered
     }
 
     /// Sends a member's queue in order, waiting at most the grace for each message.
