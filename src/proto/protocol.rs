@@ -681,7 +681,7 @@ impl Protocol {
     /// why): the connection is CLOSED, with the error and close events of a lost connection
     /// (1006), unless the close handshake was already complete. Output not written is dropped.
     pub fn drop_transport(&mut self, reason: &str) {
-        if self.close_sent && self.close_received && !self.failed {
+        if self.handshake_complete() {
             self.state = ReadyState::Closed;
         } else {
             self.abort(reason);
@@ -693,9 +693,7 @@ impl Protocol {
     fn close_if_drained(&mut self) {
         let handshake_done = self.role == Role::Client
             && !self.config.client_awaits_server_eof
-            && self.close_sent
-            && self.close_received
-            && !self.failed;
+            && self.handshake_complete();
         if (self.eof || handshake_done) && self.buffered() == 0 {
             self.state = ReadyState::Closed;
         }
@@ -753,8 +751,12 @@ impl Protocol {
         !self.write_shut
             && self.state != ReadyState::Closed
             && self.buffered() == 0
-            && (self.failed
-                || (self.role == Role::Server && self.close_sent && self.close_received))
+            && (self.failed || (self.role == Role::Server && self.handshake_complete()))
+    }
+
+    /// Both CLOSE frames went through and nothing failed.
+    fn handshake_complete(&self) -> bool {
+        self.close_sent && self.close_received && !self.failed
     }
 
     /// The transport's write side is shut (after [`Protocol::wants_shutdown`]).

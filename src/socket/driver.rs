@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::{callbacks, finish, now, Inner};
-use crate::proto::{FrameHeader, Output, ReadyState};
+use crate::proto::{Output, ReadyState};
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// The smallest growth of the read buffer after a read that filled it (bytes were waiting).
@@ -162,18 +162,6 @@ struct Report {
     error: Option<String>,
 }
 
-/// How many bytes the frame that `data` starts with still needs beyond `data` (its header and
-/// payload, saturating), or the bytes its header still needs.
-fn frame_rest(data: &[u8]) -> usize {
-    match FrameHeader::decode(data) {
-        Ok(Some((h, header_len))) => usize::try_from(h.payload_len)
-            .unwrap_or(usize::MAX)
-            .saturating_add(header_len)
-            .saturating_sub(data.len()),
-        _ => FrameHeader::needed(data),
-    }
-}
-
 /// The driver task of one connection.
 pub(super) struct Driver {
     inner: Arc<Inner>,
@@ -196,6 +184,8 @@ pub(super) struct Driver {
     deadline: Option<Instant>,
     /// The last read filled all the room it had: more bytes are likely waiting.
     filled: bool,
+    /// The read buffer's capacity as last published to `Inner::read_buffer`.
+    read_capacity: usize,
 }
 
 /// How much room to add to a read buffer that holds `len` bytes when the decoder wants
@@ -229,6 +219,7 @@ impl Driver {
             sleep: None,
             deadline: None,
             filled: false,
+            read_capacity: 0,
         }
     }
 
@@ -248,11 +239,8 @@ impl Driver {
                     let data = buf.filled();
                     let n = data.len();
                     if n > 0 {
-                        let more = if n == IDLE_READ {
-                            growth(n, frame_rest(data), true)
-                        } else {
-                            0
-                        };
+                        // A full stack buffer: more is waiting (growth's floor for a full read).
+                        let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
                         self.rbuf.reserve(n + more);
                         self.rbuf.extend_from_slice(data);
                     }
@@ -348,12 +336,21 @@ impl Driver {
             // Everything is decoded: give the buffer back (messages keep their own slices).
             self.rbuf = BytesMut::new();
         } else if delivered > 0 && self.rbuf.len() <= COMPACT_BELOW {
-            // The rest would keep the allocation of the messages cut out of it alive.
-            self.rbuf = BytesMut::from(&self.rbuf[..]);
+            // The rest would keep the allocation of the messages cut out of it alive. It moves
+            // to a buffer with the room the next read would add anyway (one allocation, not two).
+            let len = self.rbuf.len();
+            let mut rest =
+                BytesMut::with_capacity(len + growth(len, self.wanted, self.filled) + READ_SLACK);
+            rest.extend_from_slice(&self.rbuf);
+            self.rbuf = rest;
+            self.filled = false;
         }
-        inner
-            .read_buffer
-            .store(self.rbuf.capacity(), Ordering::Relaxed);
+        if self.rbuf.capacity() != self.read_capacity {
+            self.read_capacity = self.rbuf.capacity();
+            inner
+                .read_buffer
+                .store(self.read_capacity, Ordering::Relaxed);
+        }
         if delivered > 0 {
             shared.recv_wakers.wake_all();
             callbacks::wake(shared);
