@@ -334,31 +334,12 @@ impl Server {
             info!(%peer, method = %req.method(), %path, status, "http");
             return;
         }
-        let room = match rooms::route(req.uri(), &self.hub) {
-            Ok(room) => room,
-            Err(e) => {
-                refuse(&mut stream, StatusCode::BAD_REQUEST, &format!("{e}\n")).await;
-                info!(%peer, %path, status = 400, error = %e, "refused");
+        let (_slot, joined) = match self.admit(req.uri(), peer, "http/1.1").await {
+            Ok(admitted) => admitted,
+            Err((status, text)) => {
+                refuse(&mut stream, status, &text).await;
                 return;
             }
-        };
-        let Some(_slot) = self.slots.acquire() else {
-            let text = "too many connections; try again later\n";
-            refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, text).await;
-            info!(%peer, %path, status = 503, "refused: connection limit reached");
-            return;
-        };
-        let joined = match room {
-            Some(room) => match rooms::join(&self.hub, room).await {
-                Ok(joined) => Some(joined),
-                Err(e) => {
-                    let text = format!("{e}\n");
-                    refuse(&mut stream, StatusCode::SERVICE_UNAVAILABLE, &text).await;
-                    info!(%peer, %path, status = 503, error = %e, "refused");
-                    return;
-                }
-            },
-            None => None,
         };
         let socket = match accept_request(stream, &req, leftover, &self.options).await {
             Ok(socket) => socket,
@@ -369,6 +350,35 @@ impl Server {
         };
         self.run_socket(socket, joined, peer, path, "http/1.1")
             .await;
+    }
+
+    /// Whether an upgrade to `uri` may go ahead, over either HTTP version: its room name (400),
+    /// a connection slot (503) and, for a room, the membership (503 when the hub cannot take
+    /// it). Refusals are logged here and come back as the status and text to answer with.
+    async fn admit(
+        &self,
+        uri: &http::Uri,
+        peer: SocketAddr,
+        over: &str,
+    ) -> Result<(Slot, Option<rooms::Joined>), (StatusCode, String)> {
+        let path = uri.path();
+        let room = rooms::route(uri, &self.hub).map_err(|e| {
+            info!(%peer, %path, status = 400, error = %e, over, "refused");
+            (StatusCode::BAD_REQUEST, format!("{e}\n"))
+        })?;
+        let Some(slot) = self.slots.acquire() else {
+            info!(%peer, %path, status = 503, over, "refused: connection limit reached");
+            let text = "too many connections; try again later\n";
+            return Err((StatusCode::SERVICE_UNAVAILABLE, text.to_owned()));
+        };
+        let joined = match room {
+            Some(room) => Some(rooms::join(&self.hub, room).await.map_err(|e| {
+                info!(%peer, %path, status = 503, error = %e, over, "refused");
+                (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+            })?),
+            None => None,
+        };
+        Ok((slot, joined))
     }
 
     /// Runs an open WebSocket (echo, or its room when it `joined` one) until it closes; `over`
@@ -430,31 +440,9 @@ impl Server {
             let body = if head_only { "" } else { body };
             return Ok(h2_response(status, ctype, body));
         }
-        let room = match rooms::route(req.uri(), &self.hub) {
-            Ok(room) => room,
-            Err(e) => {
-                info!(%peer, %path, status = 400, error = %e, over = "h2", "refused");
-                return Ok(h2_response(StatusCode::BAD_REQUEST, TEXT, format!("{e}\n")));
-            }
-        };
-        let Some(slot) = self.slots.acquire() else {
-            info!(%peer, %path, status = 503, "refused: connection limit reached");
-            return Ok(h2_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                TEXT,
-                "too many connections; try again later\n",
-            ));
-        };
-        let joined = match room {
-            Some(room) => match rooms::join(&self.hub, room).await {
-                Ok(joined) => Some(joined),
-                Err(e) => {
-                    info!(%peer, %path, status = 503, error = %e, over = "h2", "refused");
-                    let text = format!("{e}\n");
-                    return Ok(h2_response(StatusCode::SERVICE_UNAVAILABLE, TEXT, text));
-                }
-            },
-            None => None,
+        let (slot, joined) = match self.admit(req.uri(), peer, "h2").await {
+            Ok(admitted) => admitted,
+            Err((status, text)) => return Ok(h2_response(status, TEXT, text)),
         };
         // The slot and the membership go with the socket (or back, with the service, when the
         // request is refused).
