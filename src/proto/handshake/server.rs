@@ -248,26 +248,7 @@ pub fn encode_response(resp: &http::Response<()>, dst: &mut Vec<u8>) {
 /// by `\n`. A 426 also carries `Sec-WebSocket-Version: 13` and `Upgrade: websocket` (RFC 6455
 /// §4.2.2, RFC 7231 §6.5.15); a 405 carries `Allow: GET` (RFC 7231 §6.5.5).
 pub fn error_response(err: &HandshakeError) -> http::Response<String> {
-    let body = format!("{err}\n");
-    let status = err.status();
-    let mut resp = http::Response::new(String::new());
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    if status == StatusCode::UPGRADE_REQUIRED {
-        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static(WS_VERSION));
-        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    }
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(http::header::ALLOW, HeaderValue::from_static("GET"));
-    }
-    *resp.body_mut() = body;
-    resp
+    error_response_over(err, false)
 }
 
 /// The error response for a rejected HTTP/2 extended CONNECT: as [`error_response`], without
@@ -275,12 +256,37 @@ pub fn error_response(err: &HandshakeError) -> http::Response<String> {
 /// 426 (there is nothing to upgrade in HTTP/2; a wrong version still carries
 /// `Sec-WebSocket-Version: 13`, RFC 6455 §4.4).
 pub fn error_response_h2(err: &HandshakeError) -> http::Response<String> {
-    let mut resp = error_response(err);
-    resp.headers_mut().remove(CONNECTION);
-    resp.headers_mut().remove(UPGRADE);
-    if resp.status() == StatusCode::UPGRADE_REQUIRED {
-        *resp.status_mut() = StatusCode::BAD_REQUEST;
+    error_response_over(err, true)
+}
+
+/// The error response over HTTP/1.1 or (`http2`) HTTP/2, each header chosen once.
+fn error_response_over(err: &HandshakeError, http2: bool) -> http::Response<String> {
+    let body = format!("{err}\n");
+    let status = match err.status() {
+        StatusCode::UPGRADE_REQUIRED if http2 => StatusCode::BAD_REQUEST,
+        status => status,
+    };
+    let mut resp = http::Response::new(String::new());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if !http2 {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if err.status() == StatusCode::UPGRADE_REQUIRED {
+        headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static(WS_VERSION));
+        if !http2 {
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        }
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+    }
+    *resp.body_mut() = body;
     resp
 }
 
