@@ -220,34 +220,7 @@ async fn amplification_trickle_after_a_large_message_keeps_the_read_buffer_small
     tokio::time::timeout(LIMIT, async {
         let (addr, kept) = echo_server_keeping(AcceptOptions::default().no_deflate()).await;
         let mut tcp = raw_client(addr).await;
-        // One large message, echoed: the server has read 1 MiB on this connection.
-        let big = vec![b'x'; 1 << 20];
-        tcp.write_all(&client_frame(OpCode::Binary, true, &big))
-            .await
-            .unwrap();
-        let (_, _, echoed) = read_frame(&mut tcp).await.unwrap();
-        assert_eq!(echoed.len(), big.len());
-        // Then a header announcing another 1 MiB, and the payload 15 bytes at a time.
-        let header = FrameHeader::new(OpCode::Binary, 1 << 20, Some([1, 2, 3, 4]));
-        let mut head = bytes::BytesMut::new();
-        header.encode_to(&mut head);
-        tcp.write_all(&head).await.unwrap();
-        for _ in 0..40 {
-            tcp.write_all(&[b'y'; 15]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let socket = kept.lock().unwrap()[0].clone();
-        let used = socket.memory_usage();
-        assert!(
-            used <= 16 * 1024,
-            "a trickled frame holds {used} bytes for 600 received"
-        );
-        // The frame still arrives whole when the rest comes at once.
-        let rest = vec![b'y'; (1 << 20) - 600];
-        tcp.write_all(&rest).await.unwrap();
-        let (_, _, echoed) = read_frame(&mut tcp).await.unwrap();
-        assert_eq!(echoed.len(), 1 << 20);
+        trickle_after_a_large_message(&mut tcp, || kept.lock().unwrap()[0].clone()).await;
     })
     .await
     .unwrap();

@@ -56,22 +56,7 @@ async fn wss_concurrent_large_messages_stay_byte_exact() {
 /// holds a read buffer of about what it sent, not of what it announced.
 #[tokio::test]
 async fn amplification_trickle_over_tls_keeps_the_read_buffer_small() {
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-    use wsx::proto::{FrameHeader, OpCode};
-
-    /// Reads one unmasked frame's payload.
-    async fn read_payload<S: AsyncRead + Unpin>(io: &mut S) -> Vec<u8> {
-        let mut h = [0u8; 2];
-        io.read_exact(&mut h).await.unwrap();
-        let len = match h[1] & 0x7f {
-            126 => u64::from(io.read_u16().await.unwrap()),
-            127 => io.read_u64().await.unwrap(),
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; len as usize];
-        io.read_exact(&mut payload).await.unwrap();
-        payload
-    }
+    use tokio::io::AsyncWriteExt;
 
     tokio::time::timeout(LIMIT, async {
         let (acceptor, cert_pem) = common::localhost_acceptor();
@@ -99,35 +84,10 @@ async fn amplification_trickle_over_tls_keeps_the_read_buffer_small() {
         tls.write_all(common::upgrade_request("/", "").as_bytes())
             .await
             .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(tls.read_u8().await.unwrap());
-        }
-        assert!(head.starts_with(b"HTTP/1.1 101"));
+        let head = common::read_head(&mut tls).await;
+        assert!(head.starts_with("HTTP/1.1 101"));
         let socket = rx.await.unwrap();
-
-        let big = vec![b'x'; 1 << 20];
-        tls.write_all(&common::client_frame(OpCode::Binary, true, &big))
-            .await
-            .unwrap();
-        assert_eq!(read_payload(&mut tls).await.len(), big.len());
-        let header = FrameHeader::new(OpCode::Binary, 1 << 20, Some([1, 2, 3, 4]));
-        let mut announce = bytes::BytesMut::new();
-        header.encode_to(&mut announce);
-        tls.write_all(&announce).await.unwrap();
-        for _ in 0..40 {
-            tls.write_all(&[b'y'; 15]).await.unwrap();
-            tls.flush().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let used = socket.memory_usage();
-        assert!(
-            used <= 16 * 1024,
-            "a trickled frame holds {used} bytes for 600 received"
-        );
-        tls.write_all(&vec![b'y'; (1 << 20) - 600]).await.unwrap();
-        assert_eq!(read_payload(&mut tls).await.len(), 1 << 20);
+        common::trickle_after_a_large_message(&mut tls, || socket).await;
     })
     .await
     .unwrap();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsx::proto::{write_frame, FrameHeader, OpCode};
 use wsx::{AcceptOptions, Socket};
@@ -78,7 +78,7 @@ pub async fn raw_client(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads an HTTP head byte by byte (so no frame byte is consumed).
-pub async fn read_head(tcp: &mut TcpStream) -> String {
+pub async fn read_head<S: AsyncRead + Unpin>(tcp: &mut S) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -91,7 +91,7 @@ pub async fn read_head(tcp: &mut TcpStream) -> String {
 }
 
 /// Reads one unmasked server frame: (fin, opcode, payload). `None` at EOF.
-pub async fn read_frame(tcp: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+pub async fn read_frame<S: AsyncRead + Unpin>(tcp: &mut S) -> Option<(bool, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     tcp.read_exact(&mut h).await.ok()?;
     let len = match h[1] & 0x7f {
@@ -111,6 +111,44 @@ pub async fn read_frame(tcp: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
     let mut payload = vec![0u8; len];
     tcp.read_exact(&mut payload).await.ok()?;
     Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
+}
+
+/// After one large message, announces another 1 MiB frame and trickles 600 bytes of it, 15 at
+/// a time: the server's `socket` must then hold a small read buffer (not what was announced),
+/// and the frame still arrives whole once the rest comes. `io` is an upgraded client stream
+/// over any transport (flushed after each write, for TLS).
+pub async fn trickle_after_a_large_message<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    socket: impl FnOnce() -> Socket,
+) {
+    // One large message, echoed: the server has read 1 MiB on this connection.
+    let big = vec![b'x'; 1 << 20];
+    io.write_all(&client_frame(OpCode::Binary, true, &big))
+        .await
+        .unwrap();
+    let (_, _, echoed) = read_frame(io).await.unwrap();
+    assert_eq!(echoed.len(), big.len());
+    // Then a header announcing another 1 MiB, and the payload 15 bytes at a time.
+    let header = FrameHeader::new(OpCode::Binary, 1 << 20, Some([1, 2, 3, 4]));
+    let mut head = BytesMut::new();
+    header.encode_to(&mut head);
+    io.write_all(&head).await.unwrap();
+    for _ in 0..40 {
+        io.write_all(&[b'y'; 15]).await.unwrap();
+        io.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let used = socket().memory_usage();
+    assert!(
+        used <= 16 * 1024,
+        "a trickled frame holds {used} bytes for 600 received"
+    );
+    // The frame still arrives whole when the rest comes at once.
+    io.write_all(&vec![b'y'; (1 << 20) - 600]).await.unwrap();
+    io.flush().await.unwrap();
+    let (_, _, echoed) = read_frame(io).await.unwrap();
+    assert_eq!(echoed.len(), 1 << 20);
 }
 
 /// Reads frames until a CLOSE and returns its code (None for an empty CLOSE).
