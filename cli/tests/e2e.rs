@@ -373,17 +373,21 @@ async fn lingering_server(answer_close: bool) -> String {
     format!("ws://{addr}/")
 }
 
-/// Runs `wsx connect ARGS` with stdin closed at once; returns (status, stderr, seconds taken).
-async fn connect_with_no_input(args: &[&str]) -> (ExitStatus, String, f64) {
-    let started = std::time::Instant::now();
-    let out = Command::new(WSX)
-        .arg("connect")
+/// Runs `wsx ARGS` to its end, with stdin closed at once.
+async fn run_wsx(args: &[&str]) -> std::process::Output {
+    Command::new(WSX)
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `wsx connect ARGS` with stdin closed at once; returns (status, stderr, seconds taken).
+async fn connect_with_no_input(args: &[&str]) -> (ExitStatus, String, f64) {
+    let started = std::time::Instant::now();
+    let out = run_wsx(&[&["connect"], args].concat()).await;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (out.status, stderr, started.elapsed().as_secs_f64())
 }
@@ -424,13 +428,7 @@ async fn connect_to_a_closed_port_fails() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let out = Command::new(WSX)
-            .args(["connect", &format!("ws://127.0.0.1:{port}/")])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
+        let out = run_wsx(&["connect", &format!("ws://127.0.0.1:{port}/")]).await;
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("cannot connect"), "{stderr}");
@@ -444,27 +442,22 @@ async fn connect_to_a_closed_port_fails() {
 async fn bench_produces_a_sane_json_report() {
     bounded(60, async {
         let server = Server::start(&[]).await;
-        let out = Command::new(WSX)
-            .args([
-                "bench",
-                &server.url("/echo"),
-                "--conns",
-                "4",
-                "--size",
-                "64",
-                "--pipeline",
-                "2",
-                "--duration",
-                "2",
-                "--warmup",
-                "0.5",
-                "--json",
-            ])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
+        let out = run_wsx(&[
+            "bench",
+            &server.url("/echo"),
+            "--conns",
+            "4",
+            "--size",
+            "64",
+            "--pipeline",
+            "2",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+            "--json",
+        ])
+        .await;
         assert!(out.status.success(), "{out:?}");
         let stdout = String::from_utf8(out.stdout).unwrap();
         assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
@@ -544,13 +537,7 @@ async fn tls_serve_and_connect_with_ca() {
         .await;
 
         // Without the CA the certificate is refused and connect fails.
-        let out = Command::new(WSX)
-            .args(["connect", &server.url("/echo")])
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
+        let out = run_wsx(&["connect", &server.url("/echo")]).await;
         assert!(!out.status.success());
 
         // The library client with the same CA.
@@ -565,6 +552,18 @@ async fn tls_serve_and_connect_with_ca() {
     .await;
 }
 
+/// Opens a socket, trying again for a while (2.5 s) while the server refuses it (a slot is
+/// freed only once the closed connection is gone).
+async fn open_when_free(url: &str, options: ConnectOptions) -> Option<Socket> {
+    for _ in 0..50 {
+        if let Ok(s) = Socket::open(url, options.clone()).await {
+            return Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_refuses_with_503() {
     bounded(30, async {
@@ -577,17 +576,9 @@ async fn max_connections_refuses_with_503() {
         first.send("still here").await.unwrap();
         assert_eq!(recv(&first).await.as_text(), Some("still here"));
         first.close(CloseCode::NORMAL, "").await;
-        let mut third = None;
-        for _ in 0..50 {
-            match Socket::open(&server.url("/echo"), plain()).await {
-                Ok(s) => {
-                    third = Some(s);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        third.expect("a slot frees up after a close");
+        open_when_free(&server.url("/echo"), plain())
+            .await
+            .expect("a slot frees up after a close");
     })
     .await;
 }
@@ -823,21 +814,6 @@ async fn serve_over_h2c_multiplexes_page_echo_and_chat() {
     .await;
 }
 
-/// Runs `wsx ARGS` to its end (stdin closed) and returns whether it succeeded and its stderr.
-async fn run_wsx(args: &[&str]) -> (bool, String) {
-    let out = Command::new(WSX)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extreme_flag_values_are_refused_at_start_or_taken_as_is() {
     bounded(60, async {
@@ -852,8 +828,9 @@ async fn extreme_flag_values_are_refused_at_start_or_taken_as_is() {
             ("--max-payload", "0"),
             ("--max-payload", "18446744073709551616"),
         ] {
-            let (ok, stderr) = run_wsx(&["serve", "--listen", "127.0.0.1:0", flag, value]).await;
-            assert!(!ok, "{flag} {value} was taken");
+            let out = run_wsx(&["serve", "--listen", "127.0.0.1:0", flag, value]).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{flag} {value} was taken");
             assert!(stderr.contains(value), "{flag} {value}: {stderr}");
         }
         // The largest payload limit there is, and a year-long handshake timeout: served.
@@ -876,8 +853,9 @@ async fn extreme_flag_values_are_refused_at_start_or_taken_as_is() {
 async fn leniency_connect_host_header_is_refused_with_a_message() {
     bounded(30, async {
         let server = Server::start(&[]).await;
-        let (ok, stderr) = run_wsx(&["connect", &server.url("/"), "-H", "Host: x"]).await;
-        assert!(!ok);
+        let out = run_wsx(&["connect", &server.url("/"), "-H", "Host: x"]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
         assert!(stderr.contains("Host"), "{stderr}");
         assert!(stderr.contains("URL"), "{stderr}");
     })
@@ -927,15 +905,9 @@ async fn serve_over_h2_tls_with_connect_http2_and_max_connections() {
         a.send("a is fine").await.unwrap();
         assert_eq!(recv(&a).await.as_text(), Some("a is fine"));
         // b's slot is free again.
-        let mut opened = None;
-        for _ in 0..50 {
-            if let Ok(s) = Socket::open(&server.url("/echo"), options.clone()).await {
-                opened = Some(s);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let c = opened.expect("a slot after b closed");
+        let c = open_when_free(&server.url("/echo"), options)
+            .await
+            .expect("a slot after b closed");
         c.send("c").await.unwrap();
         assert_eq!(recv(&c).await.as_text(), Some("c"));
     })
