@@ -8,19 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# shellcheck source=scripts/bench_server.sh
+source scripts/bench_server.sh
+SERVER_PID=""
+trap 'if [ -n "$SERVER_PID" ]; then stop_server; fi' EXIT
 for mode in http1 http2; do
-  out=$(mktemp); target/release/wsx serve --listen 127.0.0.1:0 --no-deflate >"$out" 2>/dev/null &
-  pid=$!
-  sleep 0.5
-  url=$(sed -n 's/^listening on //p' "$out")
-  base=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+  out=$(mktemp)
+  start_server_cmd "target/release/wsx serve --no-deflate" "$out" 120
+  base=$(rss_kib "$SERVER_PID")
   flag=""; [ "$mode" = http2 ] && flag="--http2"
-  timeout 60 target/release/wsx bench "$url/echo" --conns "$N" --size 16 --warmup 1 --duration 4 $flag --json >/dev/null &
+  timeout 60 target/release/wsx bench "$URL/echo" --conns "$N" --size 16 --warmup 1 --duration 4 $flag --json >/dev/null &
   bpid=$!
   sleep 4
-  rss=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+  rss=$(rss_kib "$SERVER_PID")
   wait $bpid || true
-  kill $pid; wait $pid 2>/dev/null || true
+  stop_server
   rm -f "$out"
   echo "$mode: base ${base} KiB, with $N sockets ${rss} KiB, per socket $(( (rss - base) * 1024 / N )) B"
 done

@@ -11,33 +11,23 @@ command -v node >/dev/null || { echo "node-h2: node is needed"; exit 1; }
 
 (cd "$REPO" && cargo build -q -p wsx-cli)
 WSX="$REPO/target/debug/wsx"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsx-node-h2.XXXXXX")
+# shellcheck source=scripts/bench_server.sh
+source "$REPO/scripts/bench_server.sh"
+LOG=$(mktemp "${TMPDIR:-/tmp}/wsx-node-h2.XXXXXX")
 SERVER_PID=
 cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$TMP"
+  if [ -n "$SERVER_PID" ]; then stop_server; fi
+  rm -f "$LOG"
 }
 trap cleanup EXIT
 
-RUST_LOG=info NO_COLOR=1 "$WSX" serve --listen 127.0.0.1:0 >"$TMP/out" 2>"$TMP/err" &
-SERVER_PID=$!
-URL=
-for _ in $(seq 100); do
-  URL=$(sed -n 's/^listening on ws:\/\///p' "$TMP/out")
-  [ -n "$URL" ] && break
-  sleep 0.1
-done
-[ -n "$URL" ] || { echo "node-h2: wsx serve did not start"; cat "$TMP/err"; exit 1; }
-
-timeout 30 node "$REPO/bench/node_h2_client.js" "http://$URL"
+start_server_cmd "env RUST_LOG=info NO_COLOR=1 $WSX serve" "$LOG" 120
+timeout 30 node "$REPO/bench/node_h2_client.js" "http://${URL#ws://}"
 # The server saw both sockets as HTTP/2 streams.
-OPENS=$(grep -c 'over="h2".*open\|open.*over="h2"\|over=h2' "$TMP/err" || true)
+OPENS=$(grep -c 'over="h2".*open\|open.*over="h2"\|over=h2' "$LOG" || true)
 if [ "$OPENS" -lt 2 ]; then
   echo "node-h2: FAIL the server log does not show 2 sockets over h2"
-  cat "$TMP/err"
+  cat "$LOG"
   exit 1
 fi
 echo "node-h2: server log shows $OPENS HTTP/2 WebSocket lines"
