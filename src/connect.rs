@@ -196,6 +196,15 @@ pub(crate) struct Target {
     pub(crate) host_header: String,
 }
 
+/// The host of `url` as a name or address to connect to (an IPv6 address without brackets).
+pub(crate) fn url_host(url: &Url) -> Option<String> {
+    Some(match url.host()? {
+        url::Host::Domain(d) => d.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    })
+}
+
 fn parse_target(url: &str) -> Result<Target> {
     let url = Url::parse(url).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
     let tls = match url.scheme() {
@@ -203,11 +212,8 @@ fn parse_target(url: &str) -> Result<Target> {
         "wss" => true,
         other => return Err(Error::UnknownProtocol(other.to_owned())),
     };
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_owned(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        None => return Err(Error::InvalidUrl(format!("{url}: no host"))),
+    let Some(host) = url_host(&url) else {
+        return Err(Error::InvalidUrl(format!("{url}: no host")));
     };
     let default_port = if tls { 443 } else { 80 };
     let port = url.port().unwrap_or(default_port);

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::http_io::{read_head, write_all};
-use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, ReasonPhrase};
+use crate::proto::handshake::{self, HandshakeError, HandshakeLimits};
 
 /// Why going through a proxy failed. Every variant names the proxy (without credentials).
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +116,7 @@ impl fmt::Display for Proxy {
             Kind::Socks5 { remote_dns: false } => "socks5",
             Kind::Socks5 { remote_dns: true } => "socks5h",
         };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
+        write!(f, "{scheme}://{}", authority(&self.host, self.port))
     }
 }
 
@@ -147,11 +143,8 @@ impl Proxy {
                 .into())
             }
         };
-        let host = match parsed.host() {
-            Some(url::Host::Domain(d)) => d.to_owned(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(ProxyError::InvalidUrl("no host".into()).into()),
+        let Some(host) = crate::connect::url_host(&parsed) else {
+            return Err(ProxyError::InvalidUrl("no host".into()).into());
         };
         let decode = |s: &str| {
             percent_decode(s).ok_or_else(|| {
@@ -296,10 +289,7 @@ impl Proxy {
             .map_err(|e| self.malformed(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
-            let reason = match response.extensions().get::<ReasonPhrase>() {
-                Some(ReasonPhrase(r)) if !r.is_empty() => r.clone(),
-                _ => status.canonical_reason().unwrap_or("").to_owned(),
-            };
+            let reason = handshake::reason_phrase(&response);
             return Err(ProxyError::Refused {
                 proxy: self.to_string(),
                 target: authority,

@@ -334,18 +334,24 @@ pub fn check_connect_response(
     negotiated(resp.headers(), offered_protocols)
 }
 
+/// The reason phrase of `resp` as the peer sent it (cut short), or the standard one for its
+/// status when it sent none.
+pub(crate) fn reason_phrase(resp: &http::Response<()>) -> String {
+    match resp.extensions().get::<ReasonPhrase>() {
+        Some(ReasonPhrase(reason)) if !reason.is_empty() => excerpt(reason.as_bytes()),
+        _ => resp.status().canonical_reason().unwrap_or("").to_owned(),
+    }
+}
+
+/// `Ok` if `resp` has the `expected` status, else the status and its reason phrase.
 fn expect_status(resp: &http::Response<()>, expected: StatusCode) -> Result<(), HandshakeError> {
     let status = resp.status();
     if status == expected {
         return Ok(());
     }
-    let reason = match resp.extensions().get::<ReasonPhrase>() {
-        Some(ReasonPhrase(reason)) => excerpt(reason.as_bytes()),
-        None => status.canonical_reason().unwrap_or("").to_owned(),
-    };
     Err(HandshakeError::UnexpectedStatus {
         status: status.as_u16(),
-        reason,
+        reason: reason_phrase(resp),
     })
 }
 

@@ -43,6 +43,7 @@ mod client;
 mod http;
 mod server;
 
+pub(crate) use client::reason_phrase;
 pub use client::{
     check_connect_response, check_response, is_handshake_header, parse_response, ClientRequest,
     ReasonPhrase, UpgradeResponse,
