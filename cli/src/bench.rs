@@ -127,8 +127,14 @@ impl ConnStats {
     }
 }
 
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+/// A latency histogram in microseconds (shared with `wsx fanout`).
+pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| anyhow!("histogram: {e}"))
+}
+
+/// Records a latency of `us` microseconds, clamped to what [`new_histogram`] tracks.
+pub(crate) fn record_latency(histogram: &mut Histogram<u64>, us: u64) {
+    histogram.saturating_record(us.clamp(1, MAX_LATENCY_US));
 }
 
 /// The payload every message carries (built once, shared by all sends).
@@ -383,9 +389,7 @@ fn record(
 ) {
     if sent >= window.0 && now < window.1 {
         let us = u64::try_from(now.duration_since(sent).as_micros()).unwrap_or(u64::MAX);
-        stats
-            .histogram
-            .saturating_record(us.clamp(1, MAX_LATENCY_US));
+        record_latency(&mut stats.histogram, us);
         stats.messages += 1;
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -56,8 +56,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("publisher {i} cannot connect to {at}"))?;
         publishers.push(socket);
     }
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("cannot make a histogram")?;
+    let mut latency = crate::bench::new_histogram()?;
     let start = Instant::now();
     let expected = args.messages.saturating_mul(args.publishers as u64);
     let receiving: Vec<_> = members
@@ -153,8 +152,10 @@ async fn receive(
             .and_then(|t| t.rsplit(' ').next())
             .and_then(|m| m.parse::<u64>().ok());
         if let Some(sent) = sent {
-            let micros = (now.as_micros() as u64).saturating_sub(sent).max(1);
-            let _ = got.latency.record(micros);
+            let micros = u64::try_from(now.as_micros())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(sent);
+            crate::bench::record_latency(&mut got.latency, micros);
             got.count += 1;
             got.last = now;
         }

@@ -16,10 +16,9 @@ use crate::serve::ServeArgs;
 
 /// The hub `wsx serve` was asked for.
 pub async fn hub(args: &ServeArgs) -> anyhow::Result<Hub> {
-    let config = HubConfig {
-        send_grace: crate::serve::CHAT_SEND_GRACE,
-        ..HubConfig::default()
-    };
+    // The library's defaults are the chat's: a member whose write buffer stays full for 2 s is
+    // dropped with 1013.
+    let config = HubConfig::default();
     let Some(url) = &args.hub else {
         anyhow::ensure!(
             args.history.is_none(),

@@ -40,10 +40,6 @@ use crate::rooms;
 /// The test page served at `/`.
 const PAGE: &str = include_str!("page.html");
 
-/// How long a chat message may wait for a member whose write buffer is full before that
-/// member is dropped.
-pub const CHAT_SEND_GRACE: Duration = Duration::from_secs(2);
-
 /// How long shutdown waits for open sockets to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
