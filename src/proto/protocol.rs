@@ -199,8 +199,12 @@ pub struct Protocol {
     close_deadline: Option<Instant>,
     end_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
-    /// When the data message being received must be complete ([`Config::message_timeout`]).
+    /// When to look at the message being received next ([`Config::message_timeout`]): armed
+    /// when a message is first seen in progress and left alone until it fires, so that a
+    /// stream of messages does not re-arm the timer for each.
     message_deadline: Option<Instant>,
+    /// When the data message being received started (`None` between messages).
+    message_started: Option<Instant>,
     keepalive: Option<Box<Keepalive>>,
     /// The latest time passed in (see [`Protocol::last_time`]).
     last_time: Option<Instant>,
@@ -243,6 +247,7 @@ impl Protocol {
             end_deadline: None,
             write_deadline: None,
             message_deadline: None,
+            message_started: None,
             keepalive: None,
             last_time: None,
         }
@@ -422,6 +427,7 @@ impl Protocol {
             return 0;
         }
         let mut queued = 0;
+        let mut completed = false;
         // (An empty buffer cannot complete anything: every frame starts with a header.)
         while !buf.is_empty() && !self.queue_full() {
             let item = match self.decoder.decode(buf) {
@@ -435,6 +441,7 @@ impl Protocol {
             };
             match item {
                 Incoming::Message(msg) => {
+                    completed = true;
                     if self.abandoned {
                         continue;
                     }
@@ -475,20 +482,23 @@ impl Protocol {
                 }
             }
         }
-        self.track_message(now);
+        self.track_message(completed, now);
         queued
     }
 
-    /// Arms the message timer when a data message started arriving, disarms it once the
-    /// decoder is between messages again.
-    fn track_message(&mut self, now: Instant) {
+    /// Notes when the data message in progress started (`completed`: a message ended in this
+    /// call, so what is in progress now is a new one), and arms the message timer if it is not.
+    fn track_message(&mut self, completed: bool, now: Instant) {
         let Some(limit) = self.config.message_timeout else {
             return;
         };
         if self.decoder.is_idle() || self.input_done() {
-            self.message_deadline = None;
-        } else if self.message_deadline.is_none() {
-            self.message_deadline = Some(later(now, limit));
+            self.message_started = None;
+        } else if completed || self.message_started.is_none() {
+            self.message_started = Some(now);
+            if self.message_deadline.is_none() {
+                self.message_deadline = Some(later(now, limit));
+            }
         }
     }
 
@@ -811,16 +821,24 @@ impl Protocol {
         }
         if let (Some(t), Some(limit)) = (self.message_deadline, self.config.message_timeout) {
             if t <= now {
+                // Whatever is in progress now: none (the timer rests), one started less than
+                // the limit ago (look again when it is due), or one that is late.
                 self.message_deadline = None;
-                if self.queue_full() && !self.input_done() {
-                    // We stopped reading: the peer is not to blame for the wait.
-                    self.message_deadline = Some(later(now, limit));
-                } else if !self.input_done() && self.state == ReadyState::Open {
-                    self.fail(
+                match self.message_started.map(|start| later(start, limit)) {
+                    None => {}
+                    Some(_) if self.input_done() => self.message_started = None,
+                    Some(due) if due > now => self.message_deadline = Some(due),
+                    Some(_) if self.queue_full() => {
+                        // We stopped reading: the peer is not to blame for the wait.
+                        self.message_started = Some(now);
+                        self.message_deadline = Some(later(now, limit));
+                    }
+                    Some(_) if self.state == ReadyState::Open => self.fail(
                         CloseCode::POLICY_VIOLATION,
                         &format!("a message was not completed within {limit:?}"),
                         now,
-                    );
+                    ),
+                    Some(_) => {}
                 }
             }
         }
@@ -1530,6 +1548,38 @@ mod tests {
         let header = super::super::FrameHeader::new(OpCode::Binary, 1000, Some([1, 2, 3, 4]));
         super::super::codec::write_frame(header, &[1; 1000], &mut frame);
         frame
+    }
+
+    #[test]
+    fn a_stream_of_messages_each_in_time_is_not_failed_by_the_message_timeout() {
+        let now = Instant::now();
+        let limit = Duration::from_secs(10);
+        let config = Config {
+            message_timeout: Some(limit),
+            ..Config::default()
+        };
+        let mut s = Protocol::new(Role::Server, config);
+        s.open(now);
+        let mut first = binary_1000();
+        let mut second = binary_1000();
+        // The first message starts at 0 s and ends at 8 s, in the read that starts the second.
+        let mut buf = first.split_to(20);
+        s.receive_data(&mut buf, now);
+        let at8 = now + Duration::from_secs(8);
+        buf.extend_from_slice(&first);
+        buf.extend_from_slice(&second.split_to(20));
+        s.receive_data(&mut buf, at8);
+        // The first message's deadline passes while the second (8 s old at most) is in time.
+        s.handle_timeout(now + limit);
+        assert_eq!(s.state(), ReadyState::Open);
+        assert_eq!(s.poll_timeout(), Some(at8 + limit));
+        // The second completes at 12 s: nothing fails, and the timer rests once it fires.
+        buf.extend_from_slice(&second);
+        s.receive_data(&mut buf, now + Duration::from_secs(12));
+        s.handle_timeout(at8 + limit);
+        assert_eq!(s.state(), ReadyState::Open);
+        assert!(s.error().is_none());
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]
