@@ -139,6 +139,17 @@ pub(crate) enum ReadHalf {
     Shared(tokio::io::ReadHalf<Transport>),
 }
 
+impl ReadHalf {
+    /// Waits until the transport is readable, where that can be asked without reading (TCP);
+    /// elsewhere it is ready at once.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ReadHalf::Tcp(r) => r.as_ref().poll_read_ready(cx),
+            ReadHalf::Shared(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 impl AsyncRead for ReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -186,6 +186,10 @@ pub(super) struct Driver {
     filled: bool,
     /// The read buffer's capacity as last published to `Inner::read_buffer`.
     read_capacity: usize,
+    /// How many bytes the last pass that delivered messages decoded, when more than the stack
+    /// buffer holds: bytes that really arrived, so the next message is read straight into a
+    /// buffer that large (one read, no copy). A read that brings much less forgets it.
+    read_hint: usize,
 }
 
 /// How much room to add to a read buffer that holds `len` bytes when the decoder wants
@@ -220,6 +224,7 @@ impl Driver {
             deadline: None,
             filled: false,
             read_capacity: 0,
+            read_hint: 0,
         }
     }
 
@@ -227,6 +232,31 @@ impl Driver {
         let Some(io) = self.io.as_mut() else {
             return Poll::Pending;
         };
+        if self.rbuf.is_empty() && self.read_hint > 0 {
+            // The last messages were large: read the next straight into a buffer of their size.
+            // On TCP, wait for readability first, so that a driver woken for other reasons does
+            // not allocate the buffer for nothing.
+            if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            self.rbuf.reserve(self.read_hint + READ_SLACK);
+            let room = self.rbuf.capacity();
+            let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.rbuf);
+            let n = self.rbuf.len();
+            if n == 0 {
+                // Nothing came (yet): the buffer goes back.
+                self.rbuf = BytesMut::new();
+            } else if n.saturating_mul(4) < self.read_hint {
+                // Much less came than the hint promised: keep only what came, in a buffer of
+                // its size, and grow from there with what arrives.
+                self.rbuf = BytesMut::from(&self.rbuf[..]);
+                self.read_hint = 0;
+                self.filled = false;
+            } else {
+                self.filled = n >= room;
+            }
+            return poll;
+        }
         if self.rbuf.is_empty() {
             // Between messages an idle connection holds no read buffer at all (it is given back
             // once everything is decoded): read into the stack (uninitialized: nothing to zero)
@@ -281,6 +311,7 @@ impl Driver {
         let shared = &mut *sh;
         let proto = &mut shared.proto;
         let mut delivered = 0;
+        let had = self.rbuf.len();
         match read {
             Poll::Ready(Ok(0)) => proto.receive_eof(now),
             Poll::Ready(Ok(_)) => delivered += proto.receive_data(&mut self.rbuf, now),
@@ -326,6 +357,14 @@ impl Driver {
                 }
                 Err(_) => self.retry = true,
             }
+        }
+        if delivered > 0 {
+            let decoded = had.saturating_sub(self.rbuf.len());
+            self.read_hint = if decoded > IDLE_READ {
+                decoded.min(READ_MAX_STEP)
+            } else {
+                0
+            };
         }
         self.undecoded = !self.rbuf.is_empty() && proto.queue_full();
         let was_reading = std::mem::replace(&mut self.reading, proto.wants_read());
