@@ -19,8 +19,22 @@ fn chat_json(seed: u64) -> Vec<u8> {
         "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
     ];
     const WORDS: [&str; 16] = [
-        "hello", "world", "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog",
-        "websocket", "message", "room", "chat", "deflate", "server",
+        "hello",
+        "world",
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "lazy",
+        "dog",
+        "websocket",
+        "message",
+        "room",
+        "chat",
+        "deflate",
+        "server",
     ];
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {

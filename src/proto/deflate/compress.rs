@@ -19,12 +19,18 @@ const STORED_BLOCK_MAX: usize = 65_535;
 /// (zlib-rs fixes the hash size; zlib would scale it with memLevel).
 const DEFLATE_FIXED_BYTES: usize = 6 * 1024 + 128 * 1024;
 
+/// The most bytes of history kept for rebuilding a released stream with context takeover. The
+/// peer's window holds up to `1 << window_bits` bytes, but a dictionary may be shorter than the
+/// window (references just reach less far back): 4 KiB keeps what chat-like traffic repeats
+/// (keys, names) while an idle connection stays small.
+const HISTORY_MAX: usize = 4 * 1024;
+
 /// The compressor of one connection (or one standalone message).
 pub struct Deflater {
     /// Created on first use; `None` again after [`Deflater::release`].
     stream: Option<Deflate>,
-    /// With context takeover and release enabled: the last `1 << window_bits` bytes compressed,
-    /// which is all a released stream needs to continue (they become its preset dictionary).
+    /// With context takeover and release enabled: the last bytes compressed (up to the window,
+    /// at most [`HISTORY_MAX`]), the preset dictionary of a stream rebuilt after a release.
     history: Option<VecDeque<u8>>,
     /// Negotiated window of our compressor, 8..=15.
     window_bits: u8,
@@ -74,9 +80,9 @@ impl Deflater {
     }
 
     /// Makes [`Deflater::release`] possible with context takeover: from now on the compressor
-    /// keeps a copy of the last `1 << window_bits` bytes it compressed (what the peer's
-    /// decompressor keeps too), from which a released stream is rebuilt. Without context
-    /// takeover nothing needs keeping and this does nothing.
+    /// keeps a copy of the last bytes it compressed (up to its window, at most 4 KiB; the
+    /// peer's decompressor holds them too), the preset dictionary of the stream rebuilt after
+    /// a release. Without context takeover nothing needs keeping and this does nothing.
     pub fn keep_history(&mut self) {
         if !self.no_context_takeover && !self.stored_only && self.history.is_none() {
             self.history = Some(VecDeque::new());
@@ -165,7 +171,7 @@ impl Deflater {
                 stream.reset();
             }
         } else if let Some(history) = self.history.as_mut() {
-            remember(history, payload, 1usize << self.window_bits);
+            remember(history, payload, HISTORY_MAX.min(1 << self.window_bits));
         }
         Ok(())
     }

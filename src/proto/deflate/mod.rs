@@ -121,8 +121,8 @@ pub struct DeflateConfig {
     pub mem_level: u8,
     /// After this long without a compressed message in either direction, a connection gives
     /// back its compression state: the compressor's zlib state (with context takeover it
-    /// keeps a copy of its last `1 << window_bits` bytes, the preset dictionary of the stream
-    /// it rebuilds for the next message), the decompressor's when the peer has no context
+    /// keeps a copy of the last 4 KiB it compressed, the preset dictionary of the stream it
+    /// rebuilds for the next message), the decompressor's when the peer has no context
     /// takeover, and the scratch buffer. `None` keeps everything for the connection's life.
     pub idle_release: Option<Duration>,
 }
