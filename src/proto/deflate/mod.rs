@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | [`DeflateConfig`], [`DeflateParams`], the limits both directions share |
 //! | `negotiate.rs` | the offer, the server's answer, the client's check of it, [`NegotiationError`] |
-//! | `compress.rs` | [`Deflater`], stored blocks, [`compress_message`] |
+//! | `compress.rs` | [`Deflater`] (zlib-rs with `windowBits` and `memLevel`), stored blocks, [`compress_message`] |
 //! | `inflate.rs` | [`Inflater`], the bounded inflate, [`decompress_message`] |
 //!
 //! # Negotiation
@@ -28,6 +28,16 @@
 //! uncompressed (RSV1 is per message). This keeps those offers acceptable — the peer's direction
 //! is still compressed — instead of declining them. When *we* ask the peer for a window, 8 is
 //! raised to 9, because many zlib-based peers cannot honour 8 and would fail the connection.
+//!
+//! # Memory
+//!
+//! A zlib-rs compressor holds about `134 KiB + 4 << window_bits + 7 << (mem_level + 6)` bytes
+//! (its hash table is 128 KiB whatever `memLevel`), a decompressor about 39 KiB. Both are made
+//! on first use, and [`DeflateConfig::idle_release`] gives them back when the connection has
+//! been quiet: without context takeover nothing needs keeping; with it, the compressor keeps
+//! its last 4 KiB of input as the preset dictionary of the stream it rebuilds (the peer's
+//! decompressor still holds those bytes, so this is ordinary context takeover on the wire),
+//! while the decompressor, whose window cannot be read back safely, stays.
 //!
 //! Decompression always runs with a 15-bit window: inflating with a larger window than the
 //! peer's is always correct, zlib-rs allocates the 32 KiB window regardless, and it keeps
@@ -114,9 +124,11 @@ pub struct DeflateConfig {
     /// paid, and the zlib call costs more than the bytes saved. The compressor itself does not
     /// look at it: the caller checks it before calling [`Deflater::compress`].
     pub threshold: usize,
-    /// zlib `memLevel`, `1..=9`: sizes the compressor's pending and symbol buffers
-    /// (`7 << (mem_level + 6)` bytes: 112 KiB at 8, 896 bytes at 1). zlib-rs keeps its hash
-    /// table at 128 KiB whatever the level (zlib would shrink it too). See
+    /// zlib `memLevel`, `1..=9` (default 4): sizes the compressor's pending and symbol buffers
+    /// (`7 << (mem_level + 6)` bytes: 112 KiB at 8, 7 KiB at 4, 896 bytes at 1). zlib-rs
+    /// keeps its hash table at 128 KiB whatever the level (zlib would shrink it too). At level
+    /// 1 the output does not depend on it (measured on JSON-like text); at higher levels a
+    /// small value ends blocks sooner and compresses a little less. See
     /// `docs/performance.md` for what each setting costs and compresses.
     pub mem_level: u8,
     /// After this long without a compressed message in either direction, a connection gives
@@ -136,7 +148,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: None,
             compression_level: 1,
             threshold: 64,
-            mem_level: 8,
+            mem_level: 4,
             idle_release: Some(Duration::from_secs(1)),
         }
     }
