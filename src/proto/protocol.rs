@@ -865,21 +865,10 @@ impl Protocol {
             .encode_to_output(opcode, payload, compression, mask, &mut self.output)
     }
 
-    /// Whether a data message of `len` bytes sent with `compression` would be compressed.
-    pub fn would_compress(&self, opcode: OpCode, len: usize, compression: Compression) -> bool {
-        self.encoder.would_compress(opcode, len, compression)
-    }
-
-    /// The compressor settings a data message of `len` bytes would be compressed with, when our
-    /// side compresses every message on its own (see [`Encoder::shared_compression`]): a frame
-    /// compressed once with them may be queued with [`Protocol::send_encoded`] instead.
-    pub fn shared_compression(
-        &self,
-        opcode: OpCode,
-        len: usize,
-        compression: Compression,
-    ) -> Option<super::deflate::DeflateSettings> {
-        self.encoder.shared_compression(opcode, len, compression)
+    /// The frame encoder (what it would compress, and how: see [`Encoder::would_compress`]
+    /// and [`Encoder::shared_compression`]).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
     }
 
     /// Queues a frame that is already encoded (unmasked: server side only), without copying.

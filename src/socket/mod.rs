@@ -481,21 +481,17 @@ impl Socket {
         }
         let msg = &prepared.message;
         let compression = compression_of(msg);
-        match sh
-            .proto
-            .shared_compression(msg.kind(), msg.body().len(), compression)
-        {
+        let (kind, len) = (msg.kind(), msg.body().len());
+        let encoder = sh.proto.encoder();
+        let shared = encoder.shared_compression(kind, len, compression);
+        let compressed = encoder.would_compress(kind, len, compression);
+        match shared {
             #[cfg(feature = "deflate")]
             Some(settings) => sh
                 .proto
                 .send_encoded(prepared.compressed_frame(settings)?)?,
             // Compressed with context takeover: this socket's own stream.
-            _ if sh
-                .proto
-                .would_compress(msg.kind(), msg.body().len(), compression) =>
-            {
-                sh.proto.send(msg.kind(), msg.body().clone(), compression)?;
-            }
+            _ if compressed => sh.proto.send(kind, msg.body().clone(), compression)?,
             _ => sh.proto.send_encoded(prepared.frame.clone())?,
         }
         self.inner.write_or_notify(sh);
