@@ -14,7 +14,7 @@
 # Servers: wsx (the library's minimal echo), serve (`wsx serve --no-deflate`, what users run),
 # tungstenite, fastws, node, ceiling. For a before/after comparison in the same run, set
 # WSX_BASE_BIN to the target/release folder of an older build: servers wsx-base and serve-base
-# run its binaries.
+# run its binaries (and wsx-base-deflate, in the deflate cell).
 #
 # Each run: a fresh server pinned to CPU 0, `wsx bench ... --json` pinned to CPU 1. Over the
 # measured window the script samples utime+stime of both from /proc/PID/stat: the server's CPU
@@ -78,6 +78,7 @@ server_cmd() {
     wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/echo-wsx" ;;
     serve-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/wsx serve --no-deflate" ;;
     wsx-deflate) echo "$BIN/echo-wsx --deflate" ;;
+    wsx-base-deflate) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/echo-wsx --deflate" ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     tungstenite-batch) echo "$BIN/echo-tungstenite --batch" ;;
     fastws) echo "$BIN/echo-fastws" ;;
@@ -180,6 +181,7 @@ EOF
 for cell in $CELLS; do
   if [ "$cell" = deflate ]; then
     servers="wsx-deflate"
+    [ -n "${WSX_BASE_BIN:-}" ] && servers="$servers wsx-base-deflate"
     [ -n "$NODE_JS" ] && servers="$servers node-deflate"
   elif [ "$cell" = h1x1k ] || [ "$cell" = h2x1k ]; then
     servers="serve"
@@ -297,7 +299,8 @@ for c in order:
     bound = [s for (cell, s), m in med.items() if cell == c and m and m["cli_busy"] >= 0.95]
     print(f"| {CELLS[c]} | {w['msgs_per_sec']:,.0f} | {best[0]} | {best[1]['msgs_per_sec']:,.0f} | "
           f"{ratio:.2f}x | {cpu:.2f}x ({cheap[0]}) | {vs_ceil} | {', '.join(bound) or 'no'} |")
-pairs = [(new, old) for new, old in [("wsx", "wsx-base"), ("serve", "serve-base")]
+pairs = [(new, old) for new, old in [("wsx", "wsx-base"), ("serve", "serve-base"),
+                                     ("wsx-deflate", "wsx-base-deflate")]
          if any(k[1] == old for k in med)]
 if pairs:
     print("\n## Before / after (WSX_BASE_BIN), same run\n")

@@ -11,6 +11,8 @@
 #   scripts/idle_memory.sh [--quick]     (--quick: 2 000 connections, pass "0" only)
 #
 # Environment: CONNS, CONNS_1K, PASSES ("0 1 1k"), HOLD (seconds the clients hold, default 4),
+# SETTLE (seconds between "ready" and the RSS reading, default 2: longer than wsx's default
+# 1 s `DeflateConfig::idle_release`, so idle compression state has been given back),
 # SERVERS, NODE=0,
 # WSX_BENCH_CACHE (see scripts/bench.sh). Output: markdown on stdout and in
 # target/bench/idle_memory.md. Only 127.0.0.1; every process is bounded by `timeout`.
@@ -33,6 +35,7 @@ else
 fi
 CONNS_1K=${CONNS_1K:-2000}
 HOLD=${HOLD:-4}
+SETTLE=${SETTLE:-2}
 SERVERS=${SERVERS:-"wsx tungstenite fastws node ceiling"}
 NODE=${NODE:-1}
 OUT=target/bench
@@ -107,7 +110,7 @@ for server in $SERVERS; do
       CLIENT_PID=$!
       ready=$(wait_for_line "$out" '^ready' 1200)
       # Let the server settle (tasks park, buffers of the handshake go) before reading.
-      sleep 1
+      sleep "$SETTLE"
       after=$(rss_kib "$SERVER_PID")
       wait "$CLIENT_PID" || true
       CLIENT_PID=""

@@ -172,6 +172,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     if args.no_deflate {
         options = options.no_deflate();
+    } else if let Some(deflate) = options.deflate.as_mut() {
+        // Every message compressed on its own: a /chat message is then compressed once for
+        // all members (see PreparedMessage), and an idle connection keeps no compressor.
+        deflate.server_no_context_takeover = true;
     }
     let server = Arc::new(Server {
         options,

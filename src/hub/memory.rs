@@ -428,7 +428,15 @@ mod tests {
             }
             n
         });
-        let big = "x".repeat(64 << 10);
+        // Incompressible: prepared messages are compressed where permessage-deflate was
+        // negotiated, and 64 KiB of one letter would shrink to a few bytes.
+        let mut seed = 1u32;
+        let big: String = (0..64 << 10)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                char::from(b'!' + (seed >> 16) as u8 % 90)
+            })
+            .collect();
         for _ in 0..400 {
             hub.publish("r", big.as_str()).await.unwrap();
             tokio::task::yield_now().await;

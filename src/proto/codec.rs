@@ -192,6 +192,16 @@ impl Decoder {
             + self.assembly.as_ref().map_or(0, |a| a.buf.capacity())
     }
 
+    /// Frees the decompressor's state if nothing is lost by it (see [`Inflater::release`]).
+    pub fn release_inflater(&mut self) -> bool {
+        self.is_idle() && self.inflater.as_mut().is_some_and(|i| i.release())
+    }
+
+    /// How often the decompressor was used so far (0 without compression).
+    pub fn inflater_uses(&self) -> u64 {
+        self.inflater.as_ref().map_or(0, |i| i.uses())
+    }
+
     /// Whether a frame header was consumed and its payload is still arriving.
     pub fn in_frame(&self) -> bool {
         self.current.is_some()
@@ -623,6 +633,33 @@ impl Encoder {
     /// Bytes of compression state held.
     pub fn memory_usage(&self) -> usize {
         self.deflater.as_ref().map_or(0, |d| d.memory_usage()) + self.scratch.capacity()
+    }
+
+    /// Frees the compressor's state if nothing is lost by it (see [`Deflater::release`]), and
+    /// the scratch buffer compressed messages are built in.
+    pub fn release_deflater(&mut self) -> bool {
+        self.scratch = BytesMut::new();
+        self.deflater.as_mut().is_some_and(|d| d.release())
+    }
+
+    /// How many messages the compressor compressed so far (0 without compression).
+    pub fn deflater_uses(&self) -> u64 {
+        self.deflater.as_ref().map_or(0, |d| d.uses())
+    }
+
+    /// The compressor settings a data message of `len` bytes would be compressed with, when
+    /// that compression does not depend on earlier messages (our side has no context
+    /// takeover): every encoder with the same settings then produces the same frame, which
+    /// can be compressed once and shared (see `PreparedMessage`).
+    pub fn shared_compression(
+        &self,
+        opcode: OpCode,
+        len: usize,
+        compression: Compression,
+    ) -> Option<super::deflate::DeflateSettings> {
+        let deflater = self.deflater.as_deref()?;
+        (self.would_compress(opcode, len, compression) && deflater.no_context_takeover())
+            .then(|| deflater.settings())
     }
 
     /// Whether a data message of `len` bytes would be compressed under `compression`.

@@ -152,6 +152,16 @@ enum End {
     CloseReply(Option<CloseFrame>),
 }
 
+/// See [`Protocol::deflate_idle_tick`].
+#[derive(Debug)]
+struct DeflateIdle {
+    period: Duration,
+    /// When to free the state if nothing was compressed or inflated meanwhile.
+    check: Option<Instant>,
+    /// Compressor plus decompressor uses at the last look.
+    seen: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Keepalive {
     interval: Duration,
@@ -206,6 +216,8 @@ pub struct Protocol {
     /// When the data message being received started (`None` between messages).
     message_started: Option<Instant>,
     keepalive: Option<Box<Keepalive>>,
+    /// Gives idle compression state back (permessage-deflate with `idle_release`).
+    deflate_idle: Option<Box<DeflateIdle>>,
     /// The latest time passed in (see [`Protocol::last_time`]).
     last_time: Option<Instant>,
 }
@@ -250,6 +262,7 @@ impl Protocol {
             message_started: None,
             keepalive: None,
             last_time: None,
+            deflate_idle: None,
         }
     }
 
@@ -273,15 +286,42 @@ impl Protocol {
     pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
         self.decoder
             .set_inflater(Some(Inflater::new(params, self.role)));
-        self.encoder.set_deflater(
-            Some(Deflater::new(
-                params,
-                self.role,
-                config.compression_level,
-                config.mem_level,
-            )),
-            config.threshold,
+        let mut deflater = Deflater::new(
+            params,
+            self.role,
+            config.compression_level,
+            config.mem_level,
         );
+        self.deflate_idle = config.idle_release.map(|period| {
+            deflater.keep_history();
+            Box::new(DeflateIdle {
+                period,
+                check: None,
+                seen: 0,
+            })
+        });
+        self.encoder.set_deflater(Some(deflater), config.threshold);
+    }
+
+    /// Frees the compression state once no compressed message went either way for the
+    /// configured period: called with every `now`, it re-arms the check whenever the
+    /// compressor or decompressor was used since the last call.
+    fn deflate_idle_tick(&mut self, now: Instant) {
+        let Some(idle) = self.deflate_idle.as_deref_mut() else {
+            return;
+        };
+        let uses = self
+            .encoder
+            .deflater_uses()
+            .wrapping_add(self.decoder.inflater_uses());
+        if uses != idle.seen {
+            idle.seen = uses;
+            idle.check = now.checked_add(idle.period);
+        } else if idle.check.is_some_and(|t| t <= now) {
+            idle.check = None;
+            let freed = self.encoder.release_deflater() | self.decoder.release_inflater();
+            tracing::trace!(freed, "compression idle: state released");
+        }
     }
 
     /// The handshake succeeded: CONNECTING becomes OPEN and keepalive starts.
@@ -483,6 +523,7 @@ impl Protocol {
             }
         }
         self.track_message(completed, now);
+        self.deflate_idle_tick(now);
         queued
     }
 
@@ -751,6 +792,7 @@ impl Protocol {
                 }
             }
         }
+        self.deflate_idle_tick(now);
         self.close_if_drained();
     }
 
@@ -790,6 +832,7 @@ impl Protocol {
             self.write_deadline,
             self.message_deadline,
             keepalive,
+            self.deflate_idle.as_ref().and_then(|idle| idle.check),
         ]
         .into_iter()
         .flatten()
@@ -843,6 +886,7 @@ impl Protocol {
             }
         }
         self.keepalive_timeout(now);
+        self.deflate_idle_tick(now);
     }
 
     fn keepalive_timeout(&mut self, now: Instant) {
@@ -890,6 +934,12 @@ impl Protocol {
         let mask = self.next_mask();
         self.encoder
             .encode_to_output(opcode, payload, compression, mask, &mut self.output)
+    }
+
+    /// The frame encoder (what it would compress, and how: see [`Encoder::would_compress`]
+    /// and [`Encoder::shared_compression`]).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
     }
 
     /// Queues a frame that is already encoded (unmasked: server side only), without copying.
@@ -1624,5 +1674,86 @@ mod tests {
         frame.truncate(20);
         d.receive_data(&mut frame, now);
         assert_eq!(d.poll_timeout(), None);
+    }
+
+    /// A client and a server with permessage-deflate `params` under `config`, one compressed
+    /// 1 KiB message echoed; returns them and the time after the echo.
+    #[cfg(feature = "deflate")]
+    fn deflate_echo(params: DeflateParams, config: &DeflateConfig) -> (Protocol, Protocol) {
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        c.enable_deflate(params, config);
+        s.enable_deflate(params, config);
+        let payload = Bytes::from("{\"user\":\"alice\",\"text\":\"hello\"} ".repeat(30));
+        c.send(OpCode::Text, payload.clone(), Compression::Auto)
+            .unwrap();
+        let got = pump(&mut c, &mut s, now);
+        assert!(matches!(&got[..], [Event::Message(m)] if m.compressed && m.payload == payload));
+        s.send(OpCode::Text, payload.clone(), Compression::Auto)
+            .unwrap();
+        let got = pump(&mut s, &mut c, now);
+        assert!(matches!(&got[..], [Event::Message(m)] if m.compressed && m.payload == payload));
+        (c, s)
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn idle_compression_state_is_released_after_the_quiet_period() {
+        let config = DeflateConfig {
+            idle_release: Some(Duration::from_secs(2)),
+            ..DeflateConfig::default()
+        };
+        let no_ctx = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        for params in [no_ctx, DeflateParams::default()] {
+            let (mut c, mut s) = deflate_echo(params, &config);
+            let now = s.last_time().unwrap();
+            let held = s.memory_usage();
+            assert!(held > 100 * 1024, "{held}");
+            // Not yet: the deadline is the quiet period after the last use.
+            let due = s.poll_timeout().unwrap();
+            assert!(due >= now + Duration::from_secs(2), "{params:?}");
+            s.handle_timeout(now + Duration::from_secs(1));
+            assert_eq!(s.memory_usage(), held);
+            s.handle_timeout(due);
+            let after = s.memory_usage();
+            if params.client_no_context_takeover {
+                // Nothing needs keeping: compressor, decompressor and scratch are gone.
+                assert_eq!(after, 0, "{params:?}");
+            } else {
+                // The compressor keeps its last bytes; the decompressor its window.
+                assert!(after < 50 * 1024, "{after}");
+                assert!(after > 1024, "{after}");
+            }
+            // Still working: the next messages use new streams (with the kept history).
+            let t = due + Duration::from_secs(1);
+            for _ in 0..2 {
+                let payload = Bytes::from("{\"user\":\"alice\",\"text\":\"again\"} ".repeat(30));
+                s.send(OpCode::Text, payload.clone(), Compression::Auto)
+                    .unwrap();
+                let mut buf = wire(&mut s, t);
+                assert!(buf.len() < payload.len() / 4, "{}", buf.len());
+                c.receive_data(&mut buf, t);
+                let got = events(&mut c, t);
+                assert!(matches!(&got[..], [Event::Message(m)] if m.payload == payload));
+            }
+        }
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn compression_state_is_kept_without_idle_release() {
+        let config = DeflateConfig {
+            idle_release: None,
+            ..DeflateConfig::default()
+        };
+        let (_, mut s) = deflate_echo(DeflateParams::default(), &config);
+        let held = s.memory_usage();
+        let later = s.last_time().unwrap() + Duration::from_secs(3600);
+        s.handle_timeout(later);
+        assert_eq!(s.memory_usage(), held);
     }
 }

@@ -377,10 +377,7 @@ impl Socket {
         let Some(msg) = slot.take() else {
             return Poll::Ready(Ok(()));
         };
-        let compression = match msg.compress_setting() {
-            Some(false) => Compression::Never,
-            _ => Compression::Auto,
-        };
+        let compression = compression_of(&msg);
         match msg.kind() {
             OpCode::Close => {
                 let frame = CloseFrame::parse(msg.body())?;
@@ -459,8 +456,9 @@ impl Socket {
     }
 
     /// Sends a frame encoded once for many sockets (see [`PreparedMessage`]). On a server
-    /// socket the shared bytes are queued as they are, without copying or re-encoding; a client
-    /// socket (which must mask) encodes the message itself. Waits like [`Socket::send`], and
+    /// socket the shared bytes are queued as they are, without copying or re-encoding (when
+    /// the socket compresses without context takeover, the shared compressed frame); a
+    /// client socket (which must mask) encodes the message itself. Waits like [`Socket::send`], and
     /// is cancel-safe as it is.
     pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<()> {
         poll_fn(|cx| self.poll_queue_prepared(cx, prepared)).await
@@ -487,7 +485,21 @@ impl Socket {
         if let Some(refused) = self.admit(&mut sh, cx, true) {
             return refused;
         }
-        sh.proto.send_encoded(prepared.frame.clone())?;
+        let msg = &prepared.message;
+        let compression = compression_of(msg);
+        let (kind, len) = (msg.kind(), msg.body().len());
+        let encoder = sh.proto.encoder();
+        let shared = encoder.shared_compression(kind, len, compression);
+        let compressed = encoder.would_compress(kind, len, compression);
+        match shared {
+            #[cfg(feature = "deflate")]
+            Some(settings) => sh
+                .proto
+                .send_encoded(prepared.compressed_frame(settings)?)?,
+            // Compressed with context takeover: this socket's own stream.
+            _ if compressed => sh.proto.send(kind, msg.body().clone(), compression)?,
+            _ => sh.proto.send_encoded(prepared.frame.clone())?,
+        }
         self.inner.write_or_notify(sh);
         Poll::Ready(Ok(()))
     }
@@ -611,6 +623,14 @@ impl Future for Closing<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseEvent> {
         self.socket.poll_closed(cx)
+    }
+}
+
+/// How a socket may send `msg`: [`Message::set_compress`]`(false)` forbids compression.
+fn compression_of(msg: &Message) -> Compression {
+    match msg.compress_setting() {
+        Some(false) => Compression::Never,
+        _ => Compression::Auto,
     }
 }
 

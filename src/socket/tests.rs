@@ -201,3 +201,90 @@ async fn two_handles_waiting_in_recv_both_get_a_message() {
     assert_eq!((&first[..], &second[..]), (&b"one"[..], &b"two"[..]));
     app.abort();
 }
+
+/// Reads one unmasked server frame: its first byte and its payload (any length under 64 KiB).
+#[cfg(feature = "deflate")]
+async fn read_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    peer.read_exact(&mut h).await.unwrap();
+    let len = match h[1] & 0x7f {
+        126 => usize::from(peer.read_u16().await.unwrap()),
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    peer.read_exact(&mut payload).await.unwrap();
+    (h[0], payload)
+}
+
+#[cfg(feature = "deflate")]
+#[tokio::test]
+async fn a_prepared_message_is_compressed_once_for_sockets_without_context_takeover() {
+    use crate::proto::deflate::{decompress_message, DeflateConfig, DeflateParams};
+
+    let text = "{\"user\":\"alice\",\"text\":\"hello room\"},".repeat(30);
+    let prepared = PreparedMessage::new(text.clone()).unwrap();
+    let no_ctx = DeflateParams {
+        server_no_context_takeover: true,
+        ..DeflateParams::default()
+    };
+    let small_window = DeflateParams {
+        server_max_window_bits: 10,
+        ..no_ctx
+    };
+    let mut frames = Vec::new();
+    for params in [no_ctx, no_ctx, DeflateParams::default(), small_window] {
+        let (mut peer, socket) = deflate_server(params).await;
+        socket.send_prepared(&prepared).await.unwrap();
+        frames.push(read_frame(&mut peer).await);
+    }
+    for (b0, payload) in &frames {
+        assert_eq!(*b0, 0x80 | 0x40 | 0x1, "FIN, RSV1, TEXT");
+        assert!(payload.len() < text.len() / 4);
+        let mut out = bytes::BytesMut::new();
+        decompress_message(payload, usize::MAX, &mut out).unwrap();
+        assert_eq!(out, text.as_bytes());
+    }
+    // The two sockets without context takeover got the same bytes, compressed once; the one
+    // with a 10-bit window needed its own; the one with context takeover compressed it itself.
+    assert_eq!(frames[0], frames[1]);
+    assert_eq!(prepared.compressions(), 2);
+    let settings = (15, 1, DeflateConfig::default().mem_level);
+    let a = prepared.compressed_frame(settings).unwrap();
+    let b = prepared.clone().compressed_frame(settings).unwrap();
+    assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not copied");
+    assert_eq!(prepared.compressions(), 2);
+
+    // A message that must not be compressed is sent as the plain frame everywhere.
+    let plain = PreparedMessage::new(Message::text(text.clone()).with_compress(false)).unwrap();
+    let (mut peer, socket) = deflate_server(no_ctx).await;
+    socket.send_prepared(&plain).await.unwrap();
+    assert_eq!(plain.compressions(), 0);
+    let (b0, payload) = read_frame(&mut peer).await;
+    assert_eq!((b0, payload), (0x81, text.into_bytes()));
+}
+
+/// A server socket with permessage-deflate `params` (default settings) over TCP on 127.0.0.1,
+/// and the raw other end.
+#[cfg(feature = "deflate")]
+async fn deflate_server(
+    params: crate::proto::deflate::DeflateParams,
+) -> (tokio::net::TcpStream, Socket) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (theirs, _) = listener.accept().await.unwrap();
+    let negotiated = Negotiated {
+        deflate: Some(params),
+        ..Negotiated::default()
+    };
+    let socket = Socket::from_stream(
+        WsStream::from(theirs),
+        Role::Server,
+        negotiated,
+        SocketConfig::default(),
+        "/",
+        "",
+    );
+    (peer, socket)
+}

@@ -1,32 +1,47 @@
 //! The compressor: [`Deflater`] for a connection, [`compress_message`] for one message.
 
-use bytes::{BufMut, BytesMut};
-use flate2::{Compress, Compression, FlushCompress};
+use std::collections::VecDeque;
 
-use super::{clamp_bits, DeflateParams, MAX_CHUNK, MIN_WINDOW_BITS, STANDALONE, TRAILER};
+use bytes::{BufMut, BytesMut};
+use zlib_rs::{Deflate, DeflateFlush, Method, Strategy};
+
+use super::{
+    clamp_bits, DeflateParams, DeflateSettings, MAX_CHUNK, MIN_WINDOW_BITS, STANDALONE, TRAILER,
+};
 use crate::proto::error::SendError;
 use crate::proto::Role;
 
 /// The largest payload of one DEFLATE stored block.
 const STORED_BLOCK_MAX: usize = 65_535;
 
-/// Fixed heap bytes of one zlib-rs deflate stream: its state (about 6 KiB), the hash head table
-/// (65 536 two-byte entries) and, at memLevel 8, the pending buffer and the symbol buffer
-/// (4 + 3 times 16 KiB). The window (2 << bits bytes) and `prev` (2 << bits bytes) come on top.
-const DEFLATE_FIXED_BYTES: usize = 6 * 1024 + 128 * 1024 + 7 * 16 * 1024 + 256;
+/// Heap bytes of one zlib-rs deflate stream besides the window-sized parts: its state (about
+/// 6 KiB, with alignment) and the hash head table, 65 536 two-byte entries whatever memLevel
+/// (zlib-rs fixes the hash size; zlib would scale it with memLevel).
+const DEFLATE_FIXED_BYTES: usize = 6 * 1024 + 128 * 1024;
+
+/// The most bytes of history kept for rebuilding a released stream with context takeover. The
+/// peer's window holds up to `1 << window_bits` bytes, but a dictionary may be shorter than the
+/// window (references just reach less far back): 4 KiB keeps what chat-like traffic repeats
+/// (keys, names) while an idle connection stays small.
+const HISTORY_MAX: usize = 4 * 1024;
 
 /// The compressor of one connection (or one standalone message).
 pub struct Deflater {
-    /// Created on first use; `None` again after a message when `release_after_message`.
-    stream: Option<Compress>,
+    /// Created on first use; `None` again after [`Deflater::release`].
+    stream: Option<Deflate>,
+    /// With context takeover and release enabled: the last bytes compressed (up to the window,
+    /// at most [`HISTORY_MAX`]), the preset dictionary of a stream rebuilt after a release.
+    history: Option<VecDeque<u8>>,
     /// Negotiated window of our compressor, 8..=15.
     window_bits: u8,
     level: u32,
+    /// zlib `memLevel`, 1..=9.
+    mem_level: u8,
     no_context_takeover: bool,
-    /// Free the zlib state after each message (no context takeover and `mem_level < 8`).
-    release_after_message: bool,
     /// Emit stored blocks only: window 8 (zlib cannot honour it) or level 0.
     stored_only: bool,
+    /// Messages compressed so far (the idle timer compares it between two looks).
+    uses: u64,
 }
 
 impl std::fmt::Debug for Deflater {
@@ -36,6 +51,7 @@ impl std::fmt::Debug for Deflater {
             .field("level", &self.level)
             .field("no_context_takeover", &self.no_context_takeover)
             .field("stored_only", &self.stored_only)
+            .field("mem_level", &self.mem_level)
             .field("allocated", &self.stream.is_some())
             .finish()
     }
@@ -43,22 +59,63 @@ impl std::fmt::Debug for Deflater {
 
 impl Deflater {
     /// `role` = which end we are: a Server compresses with the `server_*` params, a Client
-    /// with the `client_*` ones. The zlib stream is created lazily on first use.
+    /// with the `client_*` ones. The zlib stream is created lazily on first use, with zlib's
+    /// `windowBits` = the negotiated window and `memLevel` = `mem_level`.
     ///
-    /// `level` is clamped to `0..=9`. A `mem_level` below 8 frees the zlib state after every
-    /// message when our side has no context takeover (see [`DeflateConfig::mem_level`](super::DeflateConfig::mem_level)).
+    /// `level` is clamped to `0..=9`, `mem_level` to `1..=9`.
     pub fn new(params: DeflateParams, role: Role, level: u32, mem_level: u8) -> Self {
         let (no_context_takeover, bits) = params.side(role);
         let window_bits = clamp_bits(bits);
         let level = level.min(9);
         Deflater {
             stream: None,
+            history: None,
             window_bits,
             level,
+            mem_level: mem_level.clamp(1, 9),
             no_context_takeover,
-            release_after_message: no_context_takeover && mem_level < 8,
             stored_only: window_bits == MIN_WINDOW_BITS || level == 0,
+            uses: 0,
         }
+    }
+
+    /// Makes [`Deflater::release`] possible with context takeover: from now on the compressor
+    /// keeps a copy of the last bytes it compressed (up to its window, at most 4 KiB; the
+    /// peer's decompressor holds them too), the preset dictionary of the stream rebuilt after
+    /// a release. Without context takeover nothing needs keeping and this does nothing.
+    pub fn keep_history(&mut self) {
+        if !self.no_context_takeover && !self.stored_only && self.history.is_none() {
+            self.history = Some(VecDeque::new());
+        }
+    }
+
+    /// Frees the zlib state if that loses nothing: without context takeover, or with it when
+    /// [`Deflater::keep_history`] was called (the next message then starts a new stream with
+    /// the kept bytes as preset dictionary, so it may still refer back to earlier messages).
+    /// Returns whether anything was freed.
+    pub fn release(&mut self) -> bool {
+        if self.stream.is_none() || !(self.no_context_takeover || self.history.is_some()) {
+            return false;
+        }
+        self.stream = None;
+        true
+    }
+
+    /// Messages compressed so far.
+    pub fn uses(&self) -> u64 {
+        self.uses
+    }
+
+    /// Whether this compressor resets after every message (our side has no context
+    /// takeover), so that equal payloads give equal output whatever was sent before.
+    pub fn no_context_takeover(&self) -> bool {
+        self.no_context_takeover
+    }
+
+    /// The zlib settings `(window_bits, level, mem_level)`: two compressors without context
+    /// takeover and with the same settings produce the same bytes for the same payload.
+    pub fn settings(&self) -> DeflateSettings {
+        (self.window_bits, self.level, self.mem_level)
     }
 
     /// Whether this compressor only emits stored (uncompressed) DEFLATE blocks, because the
@@ -74,14 +131,23 @@ impl Deflater {
     pub fn compress(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), SendError> {
         // Stored blocks; also for an empty payload, where zlib would emit nothing at all after
         // an earlier sync flush (RFC 7692 §7.2.3.6: an empty message is the octet 0x00).
+        self.uses = self.uses.wrapping_add(1);
         if self.stored_only || payload.is_empty() {
             write_stored(payload, dst);
             return Ok(());
         }
-        let (level, bits) = (self.level, self.window_bits);
-        let stream = self.stream.get_or_insert_with(|| {
-            Compress::new_with_window_bits(Compression::new(level), false, bits)
-        });
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let mut stream = new_stream(self.window_bits, self.level, self.mem_level);
+                if let Some(history) = self.history.as_mut().filter(|h| !h.is_empty()) {
+                    stream
+                        .set_dictionary(history.make_contiguous())
+                        .map_err(|e| SendError::Compress(e.as_str().to_owned()))?;
+                }
+                self.stream.insert(stream)
+            }
+        };
 
         let start = dst.len();
         let result = deflate_sync(stream, payload, dst);
@@ -101,31 +167,57 @@ impl Deflater {
         dst.truncate(dst.len() - TRAILER.len());
 
         if self.no_context_takeover {
-            if self.release_after_message {
-                self.stream = None;
-            } else if let Some(stream) = self.stream.as_mut() {
+            if let Some(stream) = self.stream.as_mut() {
                 stream.reset();
             }
+        } else if let Some(history) = self.history.as_mut() {
+            remember(history, payload, HISTORY_MAX.min(1 << self.window_bits));
         }
         Ok(())
     }
 
     /// Approximate heap bytes held right now (0 before first use).
     pub fn memory_usage(&self) -> usize {
+        let history = self.history.as_ref().map_or(0, VecDeque::capacity);
         match self.stream {
-            // zlib-rs allocates window and prev (2 bytes each per window byte) with the rest.
-            Some(_) => DEFLATE_FIXED_BYTES + (4usize << self.window_bits.max(9)),
-            None => 0,
+            Some(_) => stream_bytes(self.window_bits, self.mem_level) + history,
+            None => history,
         }
     }
 }
 
+/// Heap bytes of a zlib-rs deflate stream: the fixed part, the window (2 bytes per window
+/// byte: zlib-rs slides over a double window) and `prev` (2 bytes per window byte), and at
+/// memLevel `m` the pending and symbol buffers (4 + 3 times `1 << (m + 6)` bytes).
+pub(super) fn stream_bytes(window_bits: u8, mem_level: u8) -> usize {
+    DEFLATE_FIXED_BYTES + (4usize << window_bits.max(9)) + (7usize << (mem_level + 6))
+}
+
+/// A raw deflate stream with zlib's `windowBits` and `memLevel` (deflateInit2).
+fn new_stream(window_bits: u8, level: u32, mem_level: u8) -> Deflate {
+    // In range by construction (bits 9..=15 here: 8 is stored-only; level 0..=9; memLevel
+    // 1..=9), which is what zlib-rs asserts.
+    Deflate::new_with_config(zlib_rs::DeflateConfig {
+        level: level.min(9) as i32,
+        method: Method::Deflated,
+        window_bits: -i32::from(window_bits.max(9)),
+        mem_level: i32::from(mem_level.clamp(1, 9)),
+        strategy: Strategy::Default,
+    })
+}
+
+/// Appends `payload` to `history`, keeping its last `window` bytes.
+fn remember(history: &mut VecDeque<u8>, payload: &[u8], window: usize) {
+    let tail = payload
+        .get(payload.len().saturating_sub(window)..)
+        .unwrap_or(payload);
+    let excess = (history.len() + tail.len()).saturating_sub(window);
+    history.drain(..excess.min(history.len()));
+    history.extend(tail);
+}
+
 /// Runs `payload` through `stream` with a sync flush, appending everything to `dst`.
-fn deflate_sync(
-    stream: &mut Compress,
-    payload: &[u8],
-    dst: &mut BytesMut,
-) -> Result<(), SendError> {
+fn deflate_sync(stream: &mut Deflate, payload: &[u8], dst: &mut BytesMut) -> Result<(), SendError> {
     let mut input = payload;
     // Compressible messages (the point of compressing) shrink to well under half; incompressible
     // ones take one or two more rounds. Each round zero-fills only the chunk it offers.
@@ -134,11 +226,11 @@ fn deflate_sync(
         let len = dst.len();
         dst.resize(len + chunk, 0);
         let (in_before, out_before) = (stream.total_in(), stream.total_out());
-        let result = stream.compress(input, &mut dst[len..], FlushCompress::Sync);
+        let result = stream.compress(input, &mut dst[len..], DeflateFlush::SyncFlush);
         let consumed = (stream.total_in() - in_before) as usize;
         let produced = (stream.total_out() - out_before) as usize;
         dst.truncate(len + produced);
-        result.map_err(|e| SendError::Compress(e.to_string()))?;
+        result.map_err(|e| SendError::Compress(e.as_str().to_owned()))?;
         input = input.get(consumed..).unwrap_or_default();
         // zlib: the flush is complete once a call returns with output space left over.
         if produced < chunk && input.is_empty() {

@@ -26,6 +26,22 @@ impl Deflater {
     pub(crate) fn memory_usage(&self) -> usize {
         match *self {}
     }
+
+    pub(crate) fn release(&mut self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn uses(&self) -> u64 {
+        match *self {}
+    }
+
+    pub(crate) fn no_context_takeover(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn settings(&self) -> super::DeflateSettings {
+        match *self {}
+    }
 }
 
 impl Inflater {
@@ -40,6 +56,14 @@ impl Inflater {
     }
 
     pub(crate) fn memory_usage(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn release(&mut self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn uses(&self) -> u64 {
         match *self {}
     }
 }

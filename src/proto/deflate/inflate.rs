@@ -26,6 +26,8 @@ pub struct Inflater {
     ended: bool,
     /// Some compressed byte of the current message was fed.
     fed: bool,
+    /// Compressed messages (or fragments) inflated so far, for the idle timer.
+    uses: u64,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -51,6 +53,7 @@ impl Inflater {
             no_context_takeover: params.side(peer).0,
             ended: false,
             fed: false,
+            uses: 0,
         }
     }
 
@@ -76,6 +79,7 @@ impl Inflater {
         dst: &mut BytesMut,
         max_len: usize,
     ) -> Result<(), ProtocolError> {
+        self.uses = self.uses.wrapping_add(1);
         let stream = self
             .stream
             .get_or_insert_with(|| Decompress::new_with_window_bits(false, MAX_WINDOW_BITS));
@@ -100,6 +104,23 @@ impl Inflater {
             }
         }
         Ok(())
+    }
+
+    /// Frees the zlib state between two messages of a peer without context takeover (its
+    /// next message cannot refer back, so nothing is lost; a new state is made for it).
+    /// Returns whether anything was freed.
+    pub fn release(&mut self) -> bool {
+        if !self.no_context_takeover || self.fed || self.stream.is_none() {
+            return false;
+        }
+        self.stream = None;
+        self.ended = false;
+        true
+    }
+
+    /// Calls of [`Inflater::decompress`] so far.
+    pub fn uses(&self) -> u64 {
+        self.uses
     }
 
     /// Approximate heap bytes held right now (0 before first use).

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | [`DeflateConfig`], [`DeflateParams`], the limits both directions share |
 //! | `negotiate.rs` | the offer, the server's answer, the client's check of it, [`NegotiationError`] |
-//! | `compress.rs` | [`Deflater`], stored blocks, [`compress_message`] |
+//! | `compress.rs` | [`Deflater`] (zlib-rs with `windowBits` and `memLevel`), stored blocks, [`compress_message`] |
 //! | `inflate.rs` | [`Inflater`], the bounded inflate, [`decompress_message`] |
 //!
 //! # Negotiation
@@ -29,9 +29,21 @@
 //! is still compressed — instead of declining them. When *we* ask the peer for a window, 8 is
 //! raised to 9, because many zlib-based peers cannot honour 8 and would fail the connection.
 //!
+//! # Memory
+//!
+//! A zlib-rs compressor holds about `134 KiB + 4 << window_bits + 7 << (mem_level + 6)` bytes
+//! (its hash table is 128 KiB whatever `memLevel`), a decompressor about 39 KiB. Both are made
+//! on first use, and [`DeflateConfig::idle_release`] gives them back when the connection has
+//! been quiet: without context takeover nothing needs keeping; with it, the compressor keeps
+//! its last 4 KiB of input as the preset dictionary of the stream it rebuilds (the peer's
+//! decompressor still holds those bytes, so this is ordinary context takeover on the wire),
+//! while the decompressor, whose window cannot be read back safely, stays.
+//!
 //! Decompression always runs with a 15-bit window: inflating with a larger window than the
 //! peer's is always correct, zlib-rs allocates the 32 KiB window regardless, and it keeps
 //! `reset()` allocation-free.
+
+use std::time::Duration;
 
 #[cfg(feature = "deflate")]
 use super::Role;
@@ -112,12 +124,19 @@ pub struct DeflateConfig {
     /// paid, and the zlib call costs more than the bytes saved. The compressor itself does not
     /// look at it: the caller checks it before calling [`Deflater::compress`].
     pub threshold: usize,
-    /// zlib `memLevel`, `1..=9` (default 8). The flate2 API this crate uses always builds its
-    /// compressors at memLevel 8, so the value does not size the hash chains; a value below 8
-    /// instead selects "memory over speed": a [`Deflater`] without context takeover then frees
-    /// its zlib state after every message (an idle connection holds no compressor at all) and
-    /// re-creates it, at the cost of an allocation, for the next one.
+    /// zlib `memLevel`, `1..=9` (default 4): sizes the compressor's pending and symbol buffers
+    /// (`7 << (mem_level + 6)` bytes: 112 KiB at 8, 7 KiB at 4, 896 bytes at 1). zlib-rs
+    /// keeps its hash table at 128 KiB whatever the level (zlib would shrink it too). At level
+    /// 1 the output does not depend on it (measured on JSON-like text); at higher levels a
+    /// small value ends blocks sooner and compresses a little less. See
+    /// `docs/performance.md` for what each setting costs and compresses.
     pub mem_level: u8,
+    /// After this long without a compressed message in either direction, a connection gives
+    /// back its compression state: the compressor's zlib state (with context takeover it
+    /// keeps a copy of the last 4 KiB it compressed, the preset dictionary of the stream it
+    /// rebuilds for the next message), the decompressor's when the peer has no context
+    /// takeover, and the scratch buffer. `None` keeps everything for the connection's life.
+    pub idle_release: Option<Duration>,
 }
 
 impl Default for DeflateConfig {
@@ -129,21 +148,21 @@ impl Default for DeflateConfig {
             client_max_window_bits: None,
             compression_level: 1,
             threshold: 64,
-            mem_level: 8,
+            mem_level: 4,
+            idle_release: Some(Duration::from_secs(1)),
         }
     }
 }
 
 impl DeflateConfig {
-    /// A preset for many mostly idle connections: no context takeover in either direction,
-    /// 11-bit windows, level 1, a threshold of 128 bytes and `mem_level` 4.
+    /// A preset for many connections that are mostly idle: no context takeover in either
+    /// direction, 11-bit windows, level 1, a threshold of 128 bytes, `mem_level` 1 and the
+    /// compression state given back after 100 ms without a compressed message.
     ///
-    /// With zlib-rs a compressor needs about `DEFLATE_FIXED` (~246 KiB: hash heads 128 KiB,
-    /// pending and symbol buffers 112 KiB, state ~6 KiB) plus `4 << window_bits` bytes, so
-    /// ~254 KiB at 11 bits against ~374 KiB at 15; a decompressor ~39 KiB whatever the window.
-    /// The real saving is that, without context takeover and with `mem_level < 8`, the
-    /// compressor is freed after every message: an idle connection holds 0 bytes for it
-    /// (and the decompressor, ~39 KiB, is only allocated once a compressed message arrives).
+    /// Without context takeover nothing needs keeping between messages, so an idle connection
+    /// holds no compressor nor decompressor; the price is a new zlib stream (about 150 KiB
+    /// allocated and its hash table cleared) for the first message after each quiet period,
+    /// and every message compressed on its own.
     pub fn low_memory() -> Self {
         DeflateConfig {
             server_no_context_takeover: true,
@@ -152,10 +171,16 @@ impl DeflateConfig {
             client_max_window_bits: Some(11),
             compression_level: 1,
             threshold: 128,
-            mem_level: 4,
+            mem_level: 1,
+            idle_release: Some(Duration::from_millis(100)),
         }
     }
 }
+
+/// What a compressor's output depends on besides the payload, when it has no context
+/// takeover: `(window_bits, level, mem_level)`. Two such compressors with equal settings
+/// produce the same bytes for the same message.
+pub type DeflateSettings = (u8, u32, u8);
 
 /// Clamps configured window bits into the RFC range.
 fn clamp_bits(bits: u8) -> u8 {
@@ -375,8 +400,11 @@ mod tests {
         inflate_all(&mut inflater, &wire);
         assert!(deflater.memory_usage() > 300 * 1024);
         assert!(inflater.memory_usage() > 32 * 1024);
+        // With context takeover and no kept history, releasing would lose the window.
+        assert!(!deflater.release());
+        assert!(deflater.memory_usage() > 0);
 
-        // Low-memory: a smaller window, and the compressor is freed after each message.
+        // Low-memory: small windows and memLevel, no context takeover: release frees it all.
         let low = DeflateConfig::low_memory();
         let (params, response) = low.server_negotiate([low.client_offer().as_str()]).unwrap();
         assert_eq!(low.client_accept([response.as_str()]), Ok(Some(params)));
@@ -384,14 +412,80 @@ mod tests {
         let mut deflater =
             Deflater::new(params, Role::Client, low.compression_level, low.mem_level);
         let wire = deflate(&mut deflater, &Rng(9).text(1000));
+        let held = deflater.memory_usage();
+        assert!(held > 128 * 1024 && held < 150 * 1024, "{held}");
+        assert!(deflater.release());
         assert_eq!(deflater.memory_usage(), 0);
         let mut inflater = Inflater::new(params, Role::Server);
         assert_eq!(inflate_all(&mut inflater, &wire), Rng(9).text(1000));
-        // Keeping the state (mem_level 8): reported, and smaller than with 15 bits.
-        let mut kept = Deflater::new(params, Role::Client, 1, 8);
-        deflate(&mut kept, b"x");
-        assert!(kept.memory_usage() > 0);
-        assert!(kept.memory_usage() < 300 * 1024);
+        assert!(inflater.release());
+        assert_eq!(inflater.memory_usage(), 0);
+        // The next message simply starts a new stream.
+        let again = deflate(&mut deflater, &Rng(9).text(1000));
+        assert_eq!(again, wire);
+        assert_eq!(inflate_all(&mut inflater, &again), Rng(9).text(1000));
+    }
+
+    #[test]
+    fn mem_level_reaches_zlib() {
+        // memLevel sizes zlib's symbol buffer: at 1 it holds 128 symbols, so a level-6 stream
+        // ends a block (and sends new Huffman tables) every 128 symbols.
+        let text = Rng(11).text(16 * 1024);
+        let mut sizes = Vec::new();
+        for mem_level in [1, 8] {
+            let mut d = Deflater::new(DeflateParams::default(), Role::Client, 6, mem_level);
+            let wire = deflate(&mut d, &text);
+            let mut inflater = Inflater::new(DeflateParams::default(), Role::Server);
+            assert_eq!(inflate_all(&mut inflater, &wire), text);
+            sizes.push((wire.len(), d.memory_usage()));
+        }
+        let ((small_len, small_mem), (big_len, big_mem)) = (sizes[0], sizes[1]);
+        assert!(small_len > big_len, "{sizes:?}");
+        assert_eq!(big_mem - small_mem, (7 << 14) - (7 << 7));
+        // Out-of-range memLevels are clamped, not passed on (zlib-rs would refuse them).
+        let mut d = Deflater::new(DeflateParams::default(), Role::Client, 6, 0);
+        assert_eq!(d.settings(), (15, 6, 1));
+        deflate(&mut d, &text);
+        let d = Deflater::new(DeflateParams::default(), Role::Client, 6, 200);
+        assert_eq!(d.settings(), (15, 6, 9));
+    }
+
+    #[test]
+    fn released_context_takeover_stream_resumes_from_history() {
+        for bits in [9, 12, 15] {
+            let p = params(false, false, bits, 15);
+            let mut kept = Deflater::new(p, Role::Server, 1, 8);
+            let mut released = Deflater::new(p, Role::Server, 1, 8);
+            released.keep_history();
+            let mut inflater = Inflater::new(p, Role::Client);
+            let mut rng = Rng(u64::from(bits));
+            let first = rng.text(3000);
+            let second = [&first[first.len() - 500..], &rng.text(300)[..]].concat();
+            let wire = deflate(&mut kept, &first);
+            assert_eq!(deflate(&mut released, &first), wire);
+            assert_eq!(inflate_all(&mut inflater, &wire), first);
+            assert!(released.release());
+            let history = released.memory_usage();
+            assert!(
+                history >= 1 << bits.min(11) && history < 40 * 1024,
+                "{history}"
+            );
+            // The rebuilt stream still refers back into the first message...
+            let kept_wire = deflate(&mut kept, &second);
+            let resumed = deflate(&mut released, &second);
+            assert!(
+                resumed.len() < second.len() / 2,
+                "{bits}: {}",
+                resumed.len()
+            );
+            assert!(resumed.len() <= kept_wire.len() + 16, "{bits}");
+            // ...which the peer, that kept its context, decodes.
+            assert_eq!(inflate_all(&mut inflater, &resumed), second);
+            // And it continues like any stream.
+            let third = rng.text(2000);
+            let wire = deflate(&mut released, &third);
+            assert_eq!(inflate_all(&mut inflater, &wire), third);
+        }
     }
 
     /// The decoder of a server with `max` as its payload limit, fed `payload` compressed at
