@@ -291,7 +291,8 @@ impl Protocol {
             self.role,
             config.compression_level,
             config.mem_level,
-        );
+        )
+        .limit_window(config.compressor_window_bits);
         self.deflate_idle = config.idle_release.map(|period| {
             deflater.keep_history();
             Box::new(DeflateIdle {
@@ -1755,5 +1756,54 @@ mod tests {
         let later = s.last_time().unwrap() + Duration::from_secs(3600);
         s.handle_timeout(later);
         assert_eq!(s.memory_usage(), held);
+    }
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn the_compressor_window_is_capped_below_the_negotiated_one_without_telling_the_peer() {
+        let now = Instant::now();
+        // Negotiated: 15 bits both ways (DeflateParams::default()).
+        let capped = DeflateConfig::default();
+        let full = DeflateConfig {
+            compressor_window_bits: 15,
+            ..DeflateConfig::default()
+        };
+        let mut sizes = Vec::new();
+        for config in [&capped, &full] {
+            let (mut c, mut s) = pair(now);
+            c.enable_deflate(DeflateParams::default(), config);
+            s.enable_deflate(DeflateParams::default(), config);
+            // 16 KiB of noise repeated once: only a window that reaches 16 KiB back sees the
+            // repeat. The peer decodes either stream with its 15-bit window.
+            let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+            let noise: Vec<u8> = (0..16 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let payload = Bytes::from([&noise[..], &noise[..]].concat());
+            s.send(OpCode::Binary, payload.clone(), Compression::Auto)
+                .unwrap();
+            let mut buf = wire(&mut s, now);
+            sizes.push(buf.len());
+            c.receive_data(&mut buf, now);
+            let got = events(&mut c, now);
+            assert!(matches!(&got[..], [Event::Message(m)] if m.payload == payload));
+            sizes.push(s.memory_usage());
+        }
+        let [capped_wire, capped_held, full_wire, full_held] = sizes[..] else {
+            unreachable!()
+        };
+        assert!(
+            capped_wire > 32 * 1024,
+            "a 4 KiB window misses the repeat: {sizes:?}"
+        );
+        assert!(full_wire < 20 * 1024, "a 32 KiB window finds it");
+        assert!(
+            capped_held + 100 * 1024 < full_held,
+            "{capped_held} {full_held}"
+        );
     }
 }

@@ -248,7 +248,8 @@ async fn a_prepared_message_is_compressed_once_for_sockets_without_context_takeo
     // with a 10-bit window needed its own; the one with context takeover compressed it itself.
     assert_eq!(frames[0], frames[1]);
     assert_eq!(prepared.compressions(), 2);
-    let settings = (15, 1, DeflateConfig::default().mem_level);
+    let defaults = DeflateConfig::default();
+    let settings = (defaults.compressor_window_bits, 1, defaults.mem_level);
     let a = prepared.compressed_frame(settings).unwrap();
     let b = prepared.clone().compressed_frame(settings).unwrap();
     assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not copied");

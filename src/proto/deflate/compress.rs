@@ -6,7 +6,8 @@ use bytes::{BufMut, BytesMut};
 use zlib_rs::{Deflate, DeflateFlush, Method, Strategy};
 
 use super::{
-    clamp_bits, DeflateParams, DeflateSettings, MAX_CHUNK, MIN_WINDOW_BITS, STANDALONE, TRAILER,
+    clamp_bits, DeflateParams, DeflateSettings, MAX_CHUNK, MAX_WINDOW_BITS, MIN_WINDOW_BITS,
+    STANDALONE, TRAILER,
 };
 use crate::proto::error::SendError;
 use crate::proto::Role;
@@ -77,6 +78,17 @@ impl Deflater {
             stored_only: window_bits == MIN_WINDOW_BITS || level == 0,
             uses: 0,
         }
+    }
+
+    /// Compresses with a window of at most `bits` (clamped to `9..=15`), below what was
+    /// negotiated: always valid, as the peer's decompressor accepts any smaller window.
+    pub fn limit_window(mut self, bits: u8) -> Self {
+        if !self.stored_only {
+            self.window_bits = self
+                .window_bits
+                .min(bits.clamp(MIN_WINDOW_BITS + 1, MAX_WINDOW_BITS));
+        }
+        self
     }
 
     /// Makes [`Deflater::release`] possible with context takeover: from now on the compressor
