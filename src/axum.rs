@@ -42,18 +42,22 @@ use std::future::Future;
 use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
 
-use crate::proto::handshake::{self, HandshakeError};
+use crate::proto::handshake;
 use crate::socket::Socket;
 use crate::upgrade::{AcceptOptions, HttpUpgrade};
+use crate::UpgradeRejection;
 
 /// The WebSocket upgrade of a request, as an axum extractor. Answer it with
 /// [`WebSocketUpgrade::on_upgrade`]; what it returns is the handler's response (101, or the
 /// refusal).
 ///
-/// Extraction fails with the [`HandshakeError`] that says why the request is not a valid upgrade
-/// (or why the connection cannot be upgraded); its response is the same as [`crate::upgrade()`] and [`crate::accept()`] give: 405 for a
-/// method other than GET, 426 with `Sec-WebSocket-Version: 13` for a missing or other version,
-/// 426 when the connection cannot be upgraded, 400 for the rest.
+/// Extraction fails with an [`UpgradeRejection`]: the
+/// [`HandshakeError`](crate::proto::handshake::HandshakeError) that says why the request is not a
+/// valid upgrade (or why the connection cannot be upgraded), answered as [`crate::upgrade()`]
+/// and [`crate::accept()`] answer it. Over HTTP/1.1: 405 for a method other than GET, 426 with
+/// `Sec-WebSocket-Version: 13` for a missing or other version, 426 when the connection cannot
+/// be upgraded, 400 for the rest. Over HTTP/2: 400 for all of these (with
+/// `Sec-WebSocket-Version: 13` for a version), as HTTP/2 has no `Upgrade`.
 pub struct WebSocketUpgrade {
     request: HttpUpgrade,
     options: AcceptOptions,
@@ -116,7 +120,7 @@ impl WebSocketUpgrade {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
-    type Rejection = HandshakeError;
+    type Rejection = UpgradeRejection;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
@@ -129,9 +133,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
     }
 }
 
-/// A rejected upgrade answers as every other door does (see [`handshake::error_response`]).
-impl IntoResponse for HandshakeError {
+/// A rejected upgrade answers as every other door does, for the HTTP version it came over (see
+/// [`UpgradeRejection::response`]).
+impl IntoResponse for UpgradeRejection {
     fn into_response(self) -> Response {
-        handshake::error_response(&self).map(axum_core::body::Body::from)
+        self.response().map(axum_core::body::Body::from)
     }
 }

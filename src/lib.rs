@@ -121,7 +121,7 @@ pub use transport::{AnyIo, Transport, WsStream};
 pub use upgrade::{accept, AcceptOptions, OriginCheck};
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub use upgrade::{upgrade, Upgrade};
+pub use upgrade::{upgrade, Upgrade, UpgradeRejection};
 
 /// The client handshake on its own, for programs that frame bytes themselves (a load generator,
 /// a proxy): connect, handshake, and get the stream with what was negotiated. Everyone else

@@ -169,7 +169,7 @@ mod http_server {
     /// Makes the upgrade service (the seed's `ws.upgrade(accept)`): for each valid upgrade request
     /// it answers 101 and calls `accept(socket, parts)` on a new task once the HTTP server hands the
     /// connection over. A request that is not a valid upgrade gets a clear HTTP error (400, or 426
-    /// with `Sec-WebSocket-Version: 13`).
+    /// with `Sec-WebSocket-Version: 13`; see [`UpgradeRejection`]).
     ///
     /// With the feature `http2`, an HTTP/2 extended CONNECT (RFC 8441: `:protocol websocket`) is
     /// accepted too: the answer is 200 and the socket runs over that HTTP/2 stream; a bad one gets
@@ -230,15 +230,50 @@ mod http_server {
             let (mut parts, _body) = req.into_parts();
             let request = match HttpUpgrade::from_parts(&mut parts) {
                 Ok(request) => request,
-                Err(e) if parts.version == http::Version::HTTP_2 => {
-                    return ready(Ok(handshake::error_response_h2(&e)))
-                }
-                Err(e) => return ready(Ok(handshake::error_response(&e))),
+                Err(refused) => return ready(Ok(refused.response())),
             };
             let accept = self.accept.clone();
             ready(Ok(
                 request.answer(&self.options, move |socket| accept(socket, parts))
             ))
+        }
+    }
+
+    /// A request that is not a valid WebSocket upgrade, and the HTTP version it came over, which
+    /// decides the answer: [`upgrade`]'s service sends it, and it is the axum extractor's
+    /// rejection.
+    ///
+    /// Over HTTP/1.1 the answer is [`handshake::error_response`] (426 with `Upgrade: websocket`
+    /// and `Sec-WebSocket-Version: 13` for a missing or other version, RFC 6455 §4.2.2); over
+    /// HTTP/2 it is [`handshake::error_response_h2`] (400, still with
+    /// `Sec-WebSocket-Version: 13`: a 426 must name the protocol to upgrade to in `Upgrade`,
+    /// which HTTP/2 forbids, RFC 9110 §15.5.22 and RFC 9113 §8.2.2).
+    #[derive(Debug, thiserror::Error)]
+    #[error("{error}")]
+    pub struct UpgradeRejection {
+        #[source]
+        error: HandshakeError,
+        http2: bool,
+    }
+
+    impl UpgradeRejection {
+        /// Why the request was refused.
+        pub fn error(&self) -> &HandshakeError {
+            &self.error
+        }
+
+        /// Whether the request came over HTTP/2.
+        pub fn is_http2(&self) -> bool {
+            self.http2
+        }
+
+        /// The HTTP response that refuses the request.
+        pub fn response(&self) -> http::Response<String> {
+            if self.http2 {
+                handshake::error_response_h2(&self.error)
+            } else {
+                handshake::error_response(&self.error)
+            }
         }
     }
 
@@ -255,20 +290,23 @@ mod http_server {
     impl HttpUpgrade {
         /// Checks the request head (an HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT) and takes
         /// the server's upgrade handle out of it ([`HandshakeError::NotUpgradable`] when the
-        /// server offers none).
+        /// server offers none); a refusal carries the version it is answered over.
         pub(crate) fn from_parts(
             parts: &mut http::request::Parts,
-        ) -> std::result::Result<HttpUpgrade, HandshakeError> {
+        ) -> std::result::Result<HttpUpgrade, UpgradeRejection> {
             let http2 = parts.version == http::Version::HTTP_2;
+            let refused = |error| UpgradeRejection { error, http2 };
             let request = if http2 {
-                handshake::check_connect_parts(&parts.method, protocol(parts), &parts.headers)?
+                handshake::check_connect_parts(&parts.method, protocol(parts), &parts.headers)
             } else {
-                handshake::check_request_parts(parts)?
-            };
+                handshake::check_request_parts(parts)
+            }
+            .map_err(refused)?;
             let on_upgrade = parts
                 .extensions
                 .remove::<hyper::upgrade::OnUpgrade>()
-                .ok_or(HandshakeError::NotUpgradable)?;
+                .ok_or(HandshakeError::NotUpgradable)
+                .map_err(refused)?;
             Ok(HttpUpgrade {
                 request,
                 on_upgrade,
@@ -356,7 +394,7 @@ mod http_server {
 pub(crate) use http_server::HttpUpgrade;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
-pub use http_server::{upgrade, Upgrade};
+pub use http_server::{upgrade, Upgrade, UpgradeRejection};
 
 /// Does the server handshake on a raw stream (no HTTP stack): reads the request head (within
 /// the handshake timeout and limits), validates it, answers 101 (or a clear HTTP error, and

@@ -469,3 +469,65 @@ async fn axum_serve_takes_websockets_over_http2() {
     .await
     .unwrap();
 }
+
+/// Over HTTP/2 a bad extended CONNECT gets 400 through both server doors, the axum extractor and
+/// `wsx::upgrade` (under `axum::serve`): a missing or wrong version with
+/// `Sec-WebSocket-Version: 13`, never the HTTP/1.1 answer 426 (whose `Upgrade` header HTTP/2
+/// forbids); a wrong `:protocol` with the reason.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn bad_version_over_http2_gets_400_through_the_extractor_and_the_service() {
+    use axum::response::Response;
+    use http_body_util::BodyExt as _;
+    async fn extract(ws: wsx::axum::WebSocketUpgrade) -> Response {
+        ws.on_upgrade(|socket| async move {
+            while let Ok(m) = socket.recv().await {
+                if socket.send(m).await.is_err() {
+                    break;
+                }
+            }
+        })
+    }
+    tokio::time::timeout(LIMIT, async {
+        let service = wsx::upgrade(|socket: Socket, _| async move {
+            let _ = socket.closed().await;
+        });
+        let app = axum::Router::new()
+            .route("/extractor", axum::routing::any(extract))
+            .route_service("/service", service);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let mut sender = raw_h2(port).await;
+        for path in ["/extractor", "/service"] {
+            let cases = [
+                (Some("websocket"), None, "Sec-WebSocket-Version"),
+                (Some("websocket"), Some("8"), "version"),
+                (Some("chat"), Some("13"), "websocket"),
+            ];
+            for (protocol, version, says) in cases {
+                let mut req = connect_request(port, protocol, version);
+                *req.uri_mut() = format!("http://127.0.0.1:{port}{path}").parse().unwrap();
+                sender.ready().await.unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                let what = format!("{path} {protocol:?} {version:?}");
+                assert_eq!(resp.status(), http::StatusCode::BAD_REQUEST, "{what}");
+                if protocol == Some("websocket") {
+                    assert_eq!(resp.headers()["sec-websocket-version"], "13", "{what}");
+                }
+                assert!(resp.headers().get("upgrade").is_none(), "{what}");
+                assert!(resp.headers().get("connection").is_none(), "{what}");
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body);
+                assert!(body.contains(says), "{what}: {body}");
+            }
+            // The same connection still opens a WebSocket there.
+            let mut req = connect_request(port, Some("websocket"), Some("13"));
+            *req.uri_mut() = format!("http://127.0.0.1:{port}{path}").parse().unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), http::StatusCode::OK, "{path}");
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -73,8 +73,8 @@ pub struct ServeArgs {
     /// long again (more than 0, at most a year).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub idle_timeout: Option<Duration>,
-    /// Time a client has for the TLS handshake and its request head (more than 0, at most a
-    /// year).
+    /// Time a client has for the TLS handshake and its request head, and an HTTP/2
+    /// connection with no open stream stays open (more than 0, at most a year).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "10")]
     pub handshake_timeout: Duration,
     /// Share /chat and /room/NAME with every node on this Redis (redis://HOST:PORT); without
@@ -308,7 +308,7 @@ impl Server {
             }
         };
         if http2 {
-            self.serve_h2(stream, peer).await;
+            self.serve_h2(stream, peer, deadline).await;
             return;
         }
         let (req, leftover) = match tokio::time::timeout_at(
@@ -410,27 +410,50 @@ impl Server {
     /// WebSocket is one stream, opened by an extended CONNECT (RFC 8441), which is why the
     /// connection advertises SETTINGS_ENABLE_CONNECT_PROTOCOL; other requests get the same
     /// answers as over HTTP/1.1.
-    async fn serve_h2(self: Arc<Self>, stream: WsStream, peer: SocketAddr) {
+    ///
+    /// A connection with no open stream is closed (GOAWAY) when it stays so until `deadline`
+    /// (the accept's handshake deadline), or for the handshake timeout after its last stream
+    /// ended: like an HTTP/1.1 connection that sends no request head, it cannot be held open
+    /// without work.
+    async fn serve_h2(self: Arc<Self>, stream: WsStream, peer: SocketAddr, deadline: Instant) {
+        let streams = Streams::default();
         let server = self.clone();
-        let service = hyper::service::service_fn(move |req| server.clone().h2_request(req, peer));
+        let counted = streams.clone();
+        let service = hyper::service::service_fn(move |req| {
+            server.clone().h2_request(req, peer, counted.open())
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .enable_connect_protocol()
             .max_concurrent_streams(MAX_H2_STREAMS);
-        if let Err(e) = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .await
-        {
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            () = streams.idle(deadline, self.handshake_timeout) => {
+                debug!(%peer, "HTTP/2 connection idle: closing it");
+                conn.as_mut().graceful_shutdown();
+                // With no stream open this ends at once; a peer that does not read the GOAWAY
+                // loses the connection after the grace.
+                match tokio::time::timeout(self.handshake_timeout, conn).await {
+                    Ok(ended) => ended,
+                    Err(_) => return,
+                }
+            }
+        };
+        if let Err(e) = ended {
             debug!(%peer, error = %e, "HTTP/2 connection ended");
         }
     }
 
     /// Answers one HTTP/2 request: the WebSocket upgrade (by `wsx::upgrade`) or a plain answer.
     /// Rooms are routed and joined before the answer, as over HTTP/1.1.
+    /// `stream` counts the request as open until it is answered, or, for a WebSocket, until
+    /// the socket ends.
     async fn h2_request(
         self: Arc<Self>,
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
+        stream: OpenStream,
     ) -> Result<http::Response<String>, Infallible> {
         let path = req.uri().path().to_owned();
         if req.method() != http::Method::CONNECT {
@@ -446,13 +469,13 @@ impl Server {
         };
         // The slot and the membership go with the socket (or back, with the service, when the
         // request is refused).
-        let taken = Arc::new(Mutex::new(Some((slot, joined))));
+        let taken = Arc::new(Mutex::new(Some((slot, joined, stream))));
         let server = self.clone();
         let mut upgrade = wsx::upgrade(move |socket, parts: http::request::Parts| {
             let server = server.clone();
             let taken = lock(&taken).take();
             async move {
-                let Some((_slot, joined)) = taken else {
+                let Some((_slot, joined, _stream)) = taken else {
                     return;
                 };
                 let path = parts.uri.path().to_owned();
@@ -631,6 +654,60 @@ async fn write_and_close<W: AsyncWrite + Unpin>(
     stream.write_all(body).await?;
     stream.flush().await?;
     stream.shutdown().await
+}
+
+/// The streams open on one HTTP/2 connection, and whether any opened or ended since a moment.
+#[derive(Clone, Default)]
+struct Streams(Arc<tokio::sync::watch::Sender<StreamCount>>);
+
+#[derive(Clone, Copy, Default)]
+struct StreamCount {
+    open: usize,
+    /// Bumped on every open and end, so that a stream opened and ended while the idle timer
+    /// runs restarts it.
+    changes: u64,
+}
+
+/// One open stream of [`Streams`]; ends on drop.
+struct OpenStream(Streams);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        (self.0).0.send_modify(|c| {
+            c.open = c.open.saturating_sub(1);
+            c.changes = c.changes.wrapping_add(1);
+        });
+    }
+}
+
+impl Streams {
+    fn open(&self) -> OpenStream {
+        self.0.send_modify(|c| {
+            c.open = c.open.saturating_add(1);
+            c.changes = c.changes.wrapping_add(1);
+        });
+        OpenStream(self.clone())
+    }
+
+    /// Resolves once no stream was open from `first` on, or later for `idle` after the last
+    /// one ended.
+    async fn idle(&self, first: Instant, idle: Duration) {
+        let mut counts = self.0.subscribe();
+        let mut first = Some(first);
+        loop {
+            // (The borrows `wait_for` returns hold a lock: copied out at once.)
+            let idle_since = counts.wait_for(|c| c.open == 0).await.map(|c| c.changes);
+            let Ok(changes) = idle_since else {
+                // The sender lives in `self`: this cannot happen.
+                return std::future::pending().await;
+            };
+            let until = first.take().unwrap_or_else(|| Instant::now() + idle);
+            let changed = async { counts.wait_for(|c| c.changes != changes).await.is_ok() };
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Counts WebSocket connections against `--max-connections`.

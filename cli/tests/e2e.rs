@@ -913,3 +913,97 @@ async fn serve_over_h2_tls_with_connect_http2_and_max_connections() {
     })
     .await;
 }
+
+/// Reads `stream` until the server ends the connection (EOF or a reset); panics after `limit`.
+async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin), limit: Duration) {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the server kept the connection open");
+}
+
+/// An HTTP/2 connection that sends the preface (and its SETTINGS) and then nothing is closed
+/// once the handshake timeout has passed, as an HTTP/1.1 connection that sends no request
+/// head is; over h2c and over h2 by ALPN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_preface_then_silence_is_closed_after_the_handshake_timeout() {
+    bounded(30, async {
+        let server = Server::start(&["--handshake-timeout", "1"]).await;
+        let mut tcp = TcpStream::connect(&server.addr).await.unwrap();
+        // The preface and an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        read_until_closed(&mut tcp, Duration::from_secs(6)).await;
+
+        let (ca, cert, key) = make_certs("h2-silence");
+        let server = Server::start(&[
+            "--handshake-timeout",
+            "1",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .await;
+        let mut config = (*wsx::tls::client_config_with_ca(&ca).unwrap()).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(&server.addr).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        read_until_closed(&mut tls, Duration::from_secs(6)).await;
+    })
+    .await;
+}
+
+/// An HTTP/2 connection is kept while a WebSocket stream is open on it, however long, and
+/// closed once its streams have ended and it stayed idle for the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_with_no_open_stream_is_closed_when_idle() {
+    bounded(30, async {
+        let server = Server::start(&["--handshake-timeout", "1"]).await;
+        let mut h2 = h2c(&server.addr).await;
+        let (status, echo) = h2_websocket(&mut h2, &server.addr, "/echo", "websocket").await;
+        assert_eq!(status, http::StatusCode::OK);
+        let echo = echo.unwrap();
+        // Well past the timeout: the open stream keeps the connection.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!h2.is_closed());
+        echo.send("still here").await.unwrap();
+        assert_eq!(recv(&echo).await.as_text(), Some("still here"));
+        let ev = echo.close(CloseCode::NORMAL, "done").await;
+        assert!(ev.clean, "{ev:?}");
+        // A plain request too, then nothing: closed a timeout later.
+        let page = http::Request::builder()
+            .uri(format!("http://{}/", server.addr))
+            .version(http::Version::HTTP_2)
+            .body(String::new())
+            .unwrap();
+        assert_eq!(
+            h2.send_request(page).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        tokio::time::timeout(Duration::from_secs(6), async {
+            while !h2.is_closed() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the idle HTTP/2 connection was kept open");
+    })
+    .await;
+}

@@ -4,6 +4,8 @@
 // Environment (set by the shell script):
 //   WSX_HTTP        base URL of the server, e.g. http://127.0.0.1:40123
 //   WSX_SERVER_LOG  the server's stderr (tracing log), read for the close codes it saw
+//   WSX_HTTPS       base URL of a second server with TLS (h2 by ALPN), e.g. https://127.0.0.1:40124
+//   WSX_TLS_SERVER_LOG  its stderr, read for the HTTP version each request and socket came over
 //   SCREENSHOT      where to save the PNG of page 1 after the echoes
 //   CHROMIUM        browser binary (default /usr/bin/chromium)
 //   TEST_TIMEOUT    seconds before everything is abandoned (default 110)
@@ -16,13 +18,16 @@ import net from "node:net";
 
 const BASE = process.env.WSX_HTTP;
 const SERVER_LOG = process.env.WSX_SERVER_LOG;
+const HTTPS = process.env.WSX_HTTPS;
+const TLS_SERVER_LOG = process.env.WSX_TLS_SERVER_LOG;
 const SCREENSHOT = process.env.SCREENSHOT;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TEST_TIMEOUT = Number(process.env.TEST_TIMEOUT || 110) * 1000;
 const STEP_TIMEOUT = 15_000;
 
-if (!BASE || !SERVER_LOG || !SCREENSHOT) {
-  console.error("browser: WSX_HTTP, WSX_SERVER_LOG and SCREENSHOT must be set (run scripts/browser_test.sh)");
+if (!BASE || !SERVER_LOG || !HTTPS || !TLS_SERVER_LOG || !SCREENSHOT) {
+  console.error("browser: WSX_HTTP, WSX_SERVER_LOG, WSX_HTTPS, WSX_TLS_SERVER_LOG and SCREENSHOT " +
+    "must be set (run scripts/browser_test.sh)");
   process.exit(2);
 }
 
@@ -137,10 +142,12 @@ function longText(bytes) {
  */
 const cleanClose = (l) => l?.cls === "sys" && /^closed: code 100[05]( \(.*\))?$/.test(l.text);
 
+/** The lines of a server's tracing log, without colours. */
+const logOf = (file) => readFileSync(file, "utf8").replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+
 /** Close lines of the server's tracing log: `{path, code, clean}`. */
-function serverCloses() {
-  const log = readFileSync(SERVER_LOG, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
-  return log.split("\n").filter((l) => / close /.test(l) && /\bcode=/.test(l)).map((l) => ({
+function serverCloses(file = SERVER_LOG) {
+  return logOf(file).filter((l) => / close /.test(l) && /\bcode=/.test(l)).map((l) => ({
     path: (l.match(/\bpath=(\S+)/) || [])[1],
     code: Number((l.match(/\bcode=(\d+)/) || [])[1]),
     clean: (l.match(/\bclean=(\w+)/) || [])[1],
@@ -178,6 +185,11 @@ async function newPage(label) {
   // The DevTools protocol sees the real handshake, including the extension the server chose.
   const cdp = await context.newCDPSession(page);
   page.handshakes = [];
+  // The HTTP version of each response ("h2", "http/1.1"), as Chromium's network stack saw it.
+  page.protocols = [];
+  cdp.on("Network.responseReceived", (e) => {
+    page.protocols.push({ url: e.response.url, protocol: e.response.protocol });
+  });
   cdp.on("Network.webSocketWillSendHandshakeRequest", (e) => {
     page.handshakes.push({ id: e.requestId, request: e.request.headers, response: null });
   });
@@ -200,7 +212,9 @@ async function main() {
     executablePath: CHROMIUM,
     headless: true,
     // playwright-core gives each launch a fresh temporary user-data-dir and deletes it on close.
+    // --ignore-certificate-errors: the HTTPS server's certificate is a throwaway self-signed one.
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--ignore-certificate-errors",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     timeout: 30_000,
   });
@@ -344,7 +358,50 @@ async function main() {
     closes.length > 0 && closes.every((c) => c.code === 1000 && c.clean === "true"),
     JSON.stringify(closes));
 
-  const errors = [p1, p2, p3].flatMap((p) => p.errors);
+  // ---- page 4: the page over HTTPS with HTTP/2, its WebSocket a stream of that connection ----
+  console.log(`page 4: HTTP/2 (RFC 8441) against ${HTTPS}`);
+  const p4 = await newPage("page 4");
+  const resp4 = await p4.goto(`${HTTPS}/`);
+  check("GET / over HTTPS answers 200", resp4?.status() === 200, `status ${resp4?.status()}`);
+  const doc = p4.protocols.find((r) => r.url === `${HTTPS}/`);
+  check("the page came over HTTP/2 (ALPN h2)", doc?.protocol === "h2", JSON.stringify(p4.protocols));
+  const url4 = await p4.inputValue("#url");
+  check("#url defaults to wss:// on the same origin", url4 === `${HTTPS.replace(/^https/, "wss")}/echo`, url4);
+  await p4.click("#connect");
+  await expectText(p4, "state", "open", "#state shows open after Connect (wss://)");
+  const overH2 = "over HTTP/2 — one stream ✓";
+  await send(p4, "msg", "send", overH2);
+  const ins4 = await waitLines(p4, "log", "in", 1);
+  check("echo round-trips over the wss:// socket", ins4.at(-1)?.text === `< ${overH2}`,
+    JSON.stringify(ins4.map((l) => l.text)));
+  const hs4 = p4.handshakes[0];
+  console.log(`        Chromium's handshake: status ${hs4?.status}, ` +
+    `extensions "${header(hs4?.response, "Sec-WebSocket-Extensions") || ""}"`);
+  check("Chromium's handshake was answered 200 (an extended CONNECT; HTTP/1.1 answers 101)",
+    hs4?.status === 200, `status ${hs4?.status}`);
+  await p4.click("#disconnect");
+  await expectText(p4, "state", "closed", "#state closed after Disconnect (wss://)");
+  check("page 4 logs a clean close (code 1000/1005)",
+    cleanClose((await logLines(p4, "log")).at(-1)));
+  // The server's view: the socket opened as an HTTP/2 stream (an extended CONNECT), not over
+  // an HTTP/1.1 connection of its own.
+  let opens = [];
+  let tlsCloses = [];
+  for (let i = 0; i < 50; i++) {
+    opens = logOf(TLS_SERVER_LOG).filter((l) => / open /.test(l) && /\bpath=\/echo\b/.test(l));
+    tlsCloses = serverCloses(TLS_SERVER_LOG);
+    if (opens.length >= 1 && tlsCloses.length >= 1) break;
+    await sleep(100);
+  }
+  check("server opened the wss:// socket over HTTP/2 (log: over=\"h2\")",
+    opens.length === 1 && /\bover="h2"/.test(opens[0]), JSON.stringify(opens));
+  check("server served the page over HTTP/2 too",
+    logOf(TLS_SERVER_LOG).some((l) => / http /.test(l) && /\bpath=\/ /.test(l) && /\bover="h2"/.test(l)));
+  check("server saw the HTTP/2 socket's close as clean with code 1000",
+    tlsCloses.length === 1 && tlsCloses[0].code === 1000 && tlsCloses[0].clean === "true",
+    JSON.stringify(tlsCloses));
+
+  const errors = [p1, p2, p3, p4].flatMap((p) => p.errors);
   check("no JavaScript errors on the pages", errors.length === 0, errors.join("; "));
 }
 
