@@ -51,7 +51,7 @@ if [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
 fi
 
 echo "building (release, fat LTO)..." >&2
-cargo build --release -q -p wsx-bench >&2
+cargo build --release -q -p wsx-bench -p wsx-cli >&2
 
 # shellcheck source=scripts/node_ws.sh
 source "$(dirname "$0")/node_ws.sh"
@@ -72,6 +72,8 @@ server_cmd() {
     wsx) if [ "$deflate" = 1 ]; then echo "$BIN/echo-wsx --deflate"; else echo "$BIN/echo-wsx"; fi ;;
     # An older build's echo-wsx, for before/after (WSX_BASE_BIN: its target/release folder).
     wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && if [ "$deflate" = 1 ]; then echo "$WSX_BASE_BIN/echo-wsx --deflate"; else echo "$WSX_BASE_BIN/echo-wsx"; fi ;;
+    # What users run: `wsx serve` (its echo on every path but /chat and /room/NAME).
+    serve) if [ "$deflate" = 1 ]; then echo "$BIN/wsx serve"; else echo "$BIN/wsx serve --no-deflate"; fi ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     fastws) echo "$BIN/echo-fastws" ;;
     ceiling) echo "$BIN/echo-ceiling" ;;
