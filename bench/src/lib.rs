@@ -24,8 +24,9 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 
 use base64::Engine as _;
+use fastwebsockets::{FragmentCollector, OpCode, WebSocketError};
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The RFC 6455 GUID appended to the client's key.
@@ -144,6 +145,22 @@ pub fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
             None
         }
     })
+}
+
+/// The echo loop of both fastwebsockets servers: every whole message is written back; PINGs
+/// and CLOSE are answered by the crate itself (auto-PONG, auto-close).
+pub async fn fastws_echo<S>(mut ws: FragmentCollector<S>) -> Result<(), WebSocketError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let frame = ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Close => return Ok(()),
+            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
+            _ => {}
+        }
+    }
 }
 
 /// The longest request head [`server_handshake`] reads.

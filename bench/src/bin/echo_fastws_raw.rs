@@ -4,7 +4,7 @@
 //! leanest way to serve with fastwebsockets, and the cheapest peer in the small-message cells.
 #![forbid(unsafe_code)]
 
-use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket, WebSocketError};
+use fastwebsockets::{FragmentCollector, Role, WebSocket, WebSocketError};
 use tokio::net::TcpStream;
 
 async fn echo(mut tcp: TcpStream) -> Result<(), WebSocketError> {
@@ -13,15 +13,8 @@ async fn echo(mut tcp: TcpStream) -> Result<(), WebSocketError> {
         // A client sends nothing before the 101 (RFC 6455 4.1); this server does not keep it.
         return Ok(());
     }
-    let mut ws = FragmentCollector::new(WebSocket::after_handshake(tcp, Role::Server));
-    loop {
-        let frame = ws.read_frame().await?;
-        match frame.opcode {
-            OpCode::Close => return Ok(()),
-            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
-            _ => {}
-        }
-    }
+    let ws = FragmentCollector::new(WebSocket::after_handshake(tcp, Role::Server));
+    wsx_bench::fastws_echo(ws).await
 }
 
 #[tokio::main]
