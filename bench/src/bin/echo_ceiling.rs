@@ -1,7 +1,7 @@
 //! The "ceiling": an echo server with no WebSocket library, to show what this machine and the
 //! load generator allow.
 //!
-//! A fixed handshake by hand (find `Sec-WebSocket-Key`, answer 101, no extension), then per
+//! A fixed handshake by hand (`wsx_bench::server_handshake`: answer 101, no extension), then per
 //! connection: wait for readability, read as much as there is into a per-thread 256 KiB buffer,
 //! turn every frame in it into its unmasked echo in one per-thread output buffer (cut-through:
 //! a frame's header goes out as soon as it is complete, its payload as it arrives, so nothing
@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 /// Bytes read per `read` call.
@@ -179,33 +179,8 @@ fn unmask_into(src: &[u8], mask: [u8; 4], off: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// Reads the request head, answers 101; returns the bytes read after the head.
-async fn handshake(tcp: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if buf.len() > 16 * 1024 {
-            return Err(io::Error::new(ErrorKind::InvalidData, "head too long"));
-        }
-        if tcp.read_buf(&mut buf).await? == 0 {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(end) = wsx_bench::head_end(&buf) {
-            break end;
-        }
-    };
-    let key = wsx_bench::header(&buf[..end], "sec-websocket-key")
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "no Sec-WebSocket-Key"))?;
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        wsx_bench::accept_key(key)
-    );
-    tcp.write_all(response.as_bytes()).await?;
-    Ok(buf.split_off(end))
-}
-
 async fn serve(mut tcp: TcpStream) -> io::Result<()> {
-    let leftover = handshake(&mut tcp).await?;
+    let leftover = wsx_bench::server_handshake(&mut tcp).await?;
     let mut conn = Conn::new();
     // Echoes the transport did not take yet (empty unless the peer is slow to read).
     let mut pending = Vec::new();

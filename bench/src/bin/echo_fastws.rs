@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;
-use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
+use fastwebsockets::{upgrade, FragmentCollector, WebSocketError};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -12,15 +12,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 
 async fn echo(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
-    let mut ws = FragmentCollector::new(fut.await?);
-    loop {
-        let frame = ws.read_frame().await?;
-        match frame.opcode {
-            OpCode::Close => return Ok(()),
-            OpCode::Text | OpCode::Binary => ws.write_frame(frame).await?,
-            _ => {}
-        }
-    }
+    wsx_bench::fastws_echo(FragmentCollector::new(fut.await?)).await
 }
 
 async fn upgrade_request(
