@@ -272,7 +272,27 @@ struct Server {
 
 impl Server {
     /// Serves one TCP connection from accept to close.
+    ///
+    /// The opening (TLS, the request head, the upgrade; or a whole HTTP/2 connection) runs
+    /// boxed: its state is large and short-lived, while the task of an open WebSocket lives as
+    /// long as the connection and so keeps only what a running socket needs.
     async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let Some(opened) = Box::pin(self.clone().open(tcp, peer)).await else {
+            return;
+        };
+        let Opened {
+            socket,
+            joined,
+            path,
+            _slot,
+        } = opened;
+        self.run_socket(socket, joined, peer, path, "http/1.1")
+            .await;
+    }
+
+    /// Everything before an HTTP/1.1 WebSocket runs: `None` when the connection was answered
+    /// otherwise (a plain request, a refusal, an HTTP/2 connection served to its end).
+    async fn open(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> Option<Opened> {
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + self.handshake_timeout;
         let mut stream: WsStream = match &self.tls {
@@ -281,11 +301,11 @@ impl Server {
                 Ok(Ok(tls)) => tls.into(),
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     debug!(%peer, "TLS handshake timed out");
-                    return;
+                    return None;
                 }
             },
         };
@@ -299,17 +319,17 @@ impl Server {
                 }
                 Ok(Err(e)) => {
                     debug!(%peer, error = %e, "read failed");
-                    return;
+                    return None;
                 }
                 Err(_) => {
                     debug!(%peer, "request head timed out");
-                    return;
+                    return None;
                 }
             }
         };
         if http2 {
             self.serve_h2(stream, peer, deadline).await;
-            return;
+            return None;
         }
         let (req, leftover) = match tokio::time::timeout_at(
             deadline,
@@ -320,36 +340,40 @@ impl Server {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 debug!(%peer, error = %e, "bad request head");
-                return;
+                return None;
             }
             Err(_) => {
                 debug!(%peer, "request head timed out");
                 let _ = stream.shutdown().await;
-                return;
+                return None;
             }
         };
         let path = req.uri().path().to_owned();
         if !is_upgrade(&req) {
             let status = answer_http(&mut stream, &req).await;
             info!(%peer, method = %req.method(), %path, status, "http");
-            return;
+            return None;
         }
         let (_slot, joined) = match self.admit(req.uri(), peer, "http/1.1").await {
             Ok(admitted) => admitted,
             Err((status, text)) => {
                 refuse(&mut stream, status, &text).await;
-                return;
+                return None;
             }
         };
         let socket = match accept_request(stream, &req, leftover, &self.options).await {
             Ok(socket) => socket,
             Err(e) => {
                 info!(%peer, %path, error = %e, "upgrade refused");
-                return;
+                return None;
             }
         };
-        self.run_socket(socket, joined, peer, path, "http/1.1")
-            .await;
+        Some(Opened {
+            socket,
+            joined,
+            path,
+            _slot,
+        })
     }
 
     /// Whether an upgrade to `uri` may go ahead, over either HTTP version: its room name (400),
@@ -399,7 +423,8 @@ impl Server {
             return;
         };
         match joined {
-            Some(joined) => rooms::run(joined, &socket).await,
+            // (Boxed: a room member's state would otherwise make every echo task as large.)
+            Some(joined) => Box::pin(rooms::run(joined, &socket)).await,
             None => echo(&socket).await,
         }
         let ev = socket.closed().await;
@@ -714,6 +739,15 @@ impl Streams {
 struct Slots {
     max: Option<usize>,
     used: Arc<AtomicUsize>,
+}
+
+/// An HTTP/1.1 WebSocket ready to run, with what must live as long as it.
+struct Opened {
+    socket: Socket,
+    joined: Option<rooms::Joined>,
+    path: String,
+    /// Its place under `--max-connections`, given back on drop.
+    _slot: Slot,
 }
 
 /// One taken slot; given back on drop.
