@@ -36,7 +36,7 @@ fi
 CONNS_1K=${CONNS_1K:-2000}
 HOLD=${HOLD:-4}
 SETTLE=${SETTLE:-2}
-SERVERS=${SERVERS:-"wsx tungstenite fastws node ceiling"}
+SERVERS=${SERVERS:-"wsx serve tungstenite fastws fastws-raw node ceiling"}
 NODE=${NODE:-1}
 OUT=target/bench
 mkdir -p "$OUT"
@@ -76,6 +76,7 @@ server_cmd() {
     serve) if [ "$deflate" = 1 ]; then echo "$BIN/wsx serve"; else echo "$BIN/wsx serve --no-deflate"; fi ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     fastws) echo "$BIN/echo-fastws" ;;
+    fastws-raw) echo "$BIN/echo-fastws-raw" ;;
     ceiling) echo "$BIN/echo-ceiling" ;;
     node)
       if [ -z "$NODE_JS" ]; then
@@ -155,13 +156,13 @@ print("\n## wsx / leanest peer\n")
 print("With deflate offered, the second comparison is against the peers that negotiated it too "
       "(only Node ws does): the others hold no compression state at all.\n")
 print("| deflate offered | pass | wsx KiB/conn | leanest peer | peer KiB/conn | ratio | "
-      "leanest peer with deflate | ratio | ceiling KiB/conn |")
-print("|---|---:|---:|---|---:|---:|---|---:|---:|")
+      "leanest peer with deflate | ratio | `wsx serve` KiB/conn | its ratio | ceiling KiB/conn |")
+print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
 keys = sorted({(r["offer"], r["pass"]) for r in rows})
 for offer, msgs in keys:
     sel = {r["server"]: r for r in rows if r["offer"] == offer and r["pass"] == msgs}
     kib = {s: float(r["kib_per_conn"]) for s, r in sel.items()}
-    peers = [s for s in kib if s in ("tungstenite", "fastws", "node")]
+    peers = [s for s in kib if s in ("tungstenite", "fastws", "fastws-raw", "node")]
     if "wsx" not in kib or not peers:
         continue
     best = min(peers, key=kib.get)
@@ -173,7 +174,11 @@ for offer, msgs in keys:
     else:
         dcols = "- | -"
     ceil = f"{kib['ceiling']:.2f}" if "ceiling" in kib else "-"
+    if "serve" in kib and kib[best] > 0:
+        serve = f"{kib['serve']:.2f} | {kib['serve'] / kib[best]:.2f}x"
+    else:
+        serve = "- | -"
     print(f"| {'yes' if offer == '1' else 'no'} | {msgs} | {kib['wsx']:.2f} | {best} | "
-          f"{kib[best]:.2f} | {ratio:.2f}x | {dcols} | {ceil} |")
+          f"{kib[best]:.2f} | {ratio:.2f}x | {dcols} | {serve} | {ceil} |")
 EOF
 cat "$OUT/idle_memory.md"
