@@ -647,19 +647,13 @@ impl Encoder {
         self.deflater.as_ref().map_or(0, |d| d.uses())
     }
 
-    /// The compressor settings a data message of `len` bytes would be compressed with, when
-    /// that compression does not depend on earlier messages (our side has no context
-    /// takeover): every encoder with the same settings then produces the same frame, which
-    /// can be compressed once and shared (see `PreparedMessage`).
-    pub fn shared_compression(
-        &self,
-        opcode: OpCode,
-        len: usize,
-        compression: Compression,
-    ) -> Option<super::deflate::DeflateSettings> {
+    /// The settings of a compressor that compresses each message on its own (our side has no
+    /// context takeover): every encoder with the same settings produces the same frame for a
+    /// message, which can then be compressed once and shared (see `PreparedMessage`). `None`
+    /// without compression or with context takeover.
+    pub fn shared_compression(&self) -> Option<super::deflate::DeflateSettings> {
         let deflater = self.deflater.as_deref()?;
-        (self.would_compress(opcode, len, compression) && deflater.no_context_takeover())
-            .then(|| deflater.settings())
+        deflater.no_context_takeover().then(|| deflater.settings())
     }
 
     /// Whether a data message of `len` bytes would be compressed under `compression`.

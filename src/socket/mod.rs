@@ -489,16 +489,17 @@ impl Socket {
         let compression = compression_of(msg);
         let (kind, len) = (msg.kind(), msg.body().len());
         let encoder = sh.proto.encoder();
-        let shared = encoder.shared_compression(kind, len, compression);
-        let compressed = encoder.would_compress(kind, len, compression);
-        match shared {
-            #[cfg(feature = "deflate")]
-            Some(settings) => sh
-                .proto
-                .send_encoded(prepared.compressed_frame(settings)?)?,
-            // Compressed with context takeover: this socket's own stream.
-            _ if compressed => sh.proto.send(kind, msg.body().clone(), compression)?,
-            _ => sh.proto.send_encoded(prepared.frame.clone())?,
+        if !encoder.would_compress(kind, len, compression) {
+            sh.proto.send_encoded(prepared.frame.clone())?;
+        } else {
+            match encoder.shared_compression() {
+                #[cfg(feature = "deflate")]
+                Some(settings) => sh
+                    .proto
+                    .send_encoded(prepared.compressed_frame(settings)?)?,
+                // Compressed with context takeover: this socket's own stream.
+                _ => sh.proto.send(kind, msg.body().clone(), compression)?,
+            }
         }
         self.inner.write_or_notify(sh);
         Poll::Ready(Ok(()))
