@@ -48,3 +48,17 @@ stop_server() {
 
 # rss_kib PID: the resident memory of PID in KiB.
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+
+# build_profile PACKAGE...: builds the packages in PROFILE (release (the default) or debug: a
+# debug build is much quicker and shows the same memory trends) and sets BIN to their folder.
+build_profile() {
+  local args=()
+  for p in "$@"; do args+=(-p "$p"); done
+  if [ "${PROFILE:-release}" = release ]; then
+    cargo build --release -q "${args[@]}" >&2
+    BIN=target/release
+  else
+    cargo build -q "${args[@]}" >&2
+    BIN=target/debug
+  fi
+}

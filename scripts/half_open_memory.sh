@@ -27,16 +27,9 @@ if [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
   exit 1
 fi
 
-if [ "$PROFILE" = release ]; then
-  cargo build --release -q -p wsx-cli -p wsx-bench >&2
-  BIN=target/release
-else
-  cargo build -q -p wsx-cli -p wsx-bench >&2
-  BIN=target/debug
-fi
-
 # shellcheck source=scripts/bench_server.sh
 source "$(dirname "$0")/bench_server.sh"
+build_profile wsx-cli wsx-bench
 
 SERVER_PID=""
 cleanup() {

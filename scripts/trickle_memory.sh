@@ -25,16 +25,10 @@ MODES=${MODES:-"plain tls"}
 PROFILE=${PROFILE:-release}
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-if [ "$PROFILE" = release ]; then
-  cargo build --release -q -p wsx-cli >&2
-  BIN=target/release
-else
-  cargo build -q -p wsx-cli >&2
-  BIN=target/debug
-fi
-
 # shellcheck source=scripts/bench_server.sh
 source "$(dirname "$0")/bench_server.sh"
+build_profile wsx-cli
+
 
 SERVER_PID=""
 CLIENT_PID=""
