@@ -29,7 +29,6 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 source "$(dirname "$0")/bench_server.sh"
 build_profile wsx-cli
 
-
 SERVER_PID=""
 CLIENT_PID=""
 WARM_PID=""
