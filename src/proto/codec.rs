@@ -353,9 +353,13 @@ impl Decoder {
             return Ok(None);
         }
         self.current = None;
-        // A split (not taking the buffer) keeps the read buffer's allocation with the reader:
-        // once the application drops the message, the next read reclaims it without allocating.
-        let payload = buf.split_to(c.len);
+        // A frame that ends the buffer (the usual case) takes the buffer whole: splitting it
+        // would allocate a shared header for the two halves and free it with the message.
+        let payload = if buf.len() == c.len {
+            std::mem::take(buf)
+        } else {
+            buf.split_to(c.len)
+        };
         let h = c.header;
         let masked = h.mask.is_some();
         match h.opcode {
@@ -780,6 +784,33 @@ mod tests {
             compressed: false,
             masked: false,
         })
+    }
+
+    #[test]
+    fn a_frame_that_ends_the_buffer_takes_the_buffer_itself() {
+        let bytes = frame(
+            OpCode::Binary,
+            true,
+            0,
+            Some([1, 2, 3, 4]),
+            b"sixteen bytes!!!",
+        );
+        let mut buf = BytesMut::from(&bytes[..]);
+        let start = buf.as_ptr() as usize;
+        let Some(Incoming::Message(m)) = server().decode(&mut buf).unwrap() else {
+            panic!("expected a message");
+        };
+        assert_eq!(&m.payload[..], b"sixteen bytes!!!");
+        // The body is the read buffer past the header, and the reader keeps no part of it.
+        assert_eq!(m.payload.as_ptr() as usize, start + 6);
+        assert_eq!(buf.capacity(), 0);
+        // A frame followed by more bytes is split off; the rest stays with the reader.
+        let mut two = BytesMut::from(&[bytes.clone(), bytes].concat()[..]);
+        let Some(Incoming::Message(first)) = server().decode(&mut two).unwrap() else {
+            panic!("expected a message");
+        };
+        assert_eq!(&first.payload[..], b"sixteen bytes!!!");
+        assert_eq!(two.len(), 22);
     }
 
     #[test]

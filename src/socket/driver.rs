@@ -371,9 +371,11 @@ impl Driver {
         self.wanted = proto.bytes_wanted(&self.rbuf);
         let deadline = proto.poll_timeout();
         let closed = proto.state() == ReadyState::Closed;
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            // Everything is decoded: give the buffer back (messages keep their own slices).
-            self.rbuf = BytesMut::new();
+        if self.rbuf.is_empty() {
+            if self.rbuf.capacity() > 0 {
+                // Everything is decoded: give the buffer back (messages keep their own slices).
+                self.rbuf = BytesMut::new();
+            }
         } else if delivered > 0 && self.rbuf.len() <= COMPACT_BELOW {
             // The rest would keep the allocation of the messages cut out of it alive. It moves
             // to a buffer with the room the next read would add anyway (one allocation, not two).
