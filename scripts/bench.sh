@@ -20,6 +20,7 @@
 # `both`: every cell with each, one report section per load generator.
 #
 # Servers: wsx (the library's minimal echo), serve (`wsx serve --no-deflate`, what users run),
+# serve-threads (the same with `--threads $SERVE_THREADS`, default 1: single-threaded runtimes),
 # tungstenite, fastws (fastwebsockets behind hyper's upgrade), fastws-raw (fastwebsockets on the
 # raw TcpStream after a minimal handshake by hand), node, ceiling. For a before/after comparison in the same run, set
 # WSX_BASE_BIN to the target/release folder of an older build: servers wsx-base and serve-base
@@ -92,6 +93,7 @@ server_cmd() {
   case "$1" in
     wsx) echo "$BIN/echo-wsx" ;;
     serve) echo "$BIN/wsx serve --no-deflate" ;;
+    serve-threads) echo "$BIN/wsx serve --no-deflate --threads ${SERVE_THREADS:-1}" ;;
     wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/echo-wsx" ;;
     serve-base) [ -n "${WSX_BASE_BIN:-}" ] && echo "$WSX_BASE_BIN/wsx serve --no-deflate" ;;
     wsx-deflate) echo "$BIN/echo-wsx --deflate" ;;

@@ -6,7 +6,8 @@
 #   scripts/instructions.sh [SERVER...]      (default: wsx serve fastws)
 #
 # Servers as in scripts/bench.sh: wsx (the library's minimal echo), serve (`wsx serve
-# --no-deflate`), wsx-base / serve-base (binaries of WSX_BASE_BIN), tungstenite, fastws; or the
+# --no-deflate`), serve-threads (with `--threads $SERVE_THREADS`, default 1), wsx-base /
+# serve-base (binaries of WSX_BASE_BIN), tungstenite, fastws, fastws-raw; or the
 # absolute path of an echo server binary that takes `--listen ADDR`.
 # Each server runs under callgrind twice, with `wsx bench` (not under valgrind) sending for
 # SHORT and LONG seconds; instructions per message are the difference of the two totals over
@@ -41,10 +42,12 @@ server_cmd() {
   case "$1" in
     wsx) echo "$BIN/echo-wsx" ;;
     serve) echo "$BIN/wsx serve --no-deflate" ;;
+    serve-threads) echo "$BIN/wsx serve --no-deflate --threads ${SERVE_THREADS:-1}" ;;
     wsx-base) echo "${WSX_BASE_BIN:?set WSX_BASE_BIN}/echo-wsx" ;;
     serve-base) echo "${WSX_BASE_BIN:?set WSX_BASE_BIN}/wsx serve --no-deflate" ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     fastws) echo "$BIN/echo-fastws" ;;
+    fastws-raw) echo "$BIN/echo-fastws-raw" ;;
     /*) echo "$1" ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
   esac

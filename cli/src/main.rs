@@ -44,10 +44,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `wsx serve --threads N` runs a single-threaded runtime on each of its N threads.
+    let mut builder = match &cli.command {
+        Command::Serve(args) if args.threads.is_some() => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wsx: cannot start the async runtime: {e}");

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -89,6 +90,12 @@ pub struct ServeArgs {
     /// trickles a message is closed with 1008); more than 0, at most a year.
     #[arg(long, value_name = "SECS", value_parser = parse_timeout, default_value = "300")]
     pub message_timeout: Duration,
+    /// Serve on N threads, each with a single-threaded runtime and its own listener on the
+    /// same address (SO_REUSEPORT: the kernel spreads new connections over them); a
+    /// connection stays on the thread that accepted it. Without it: one runtime whose worker
+    /// threads (one per core) share all connections and balance them (1 to 1024).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
 }
 
 /// The longest duration a flag takes: one year (longer means "never" in practice, and must
@@ -130,6 +137,15 @@ fn parse_payload(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a thread count: 1 to 1024.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        Ok(_) => Err(format!("`{s}` is out of range: give 1 to 1024 threads")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -142,20 +158,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let hub = rooms::hub(&args).await?;
-    let listener = TcpListener::bind(&args.listen)
+    let (listener, more) = listen(&args.listen, args.threads.unwrap_or(1))
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    let scheme = if tls.is_some() { "wss" } else { "ws" };
-    {
-        use std::io::Write as _;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {scheme}://{local}").context("cannot write to stdout")?;
-        out.flush().context("cannot write to stdout")?;
-    }
-
     let mut socket_config = SocketConfig {
         max_payload: args.max_payload,
         message_timeout: Some(args.message_timeout),
@@ -187,27 +195,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         hub,
     });
 
-    let mut shutdown = pin!(shutdown_signal());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let server = server.clone();
-                    tokio::spawn(async move { server.handle(tcp, peer).await });
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            signal = &mut shutdown => {
-                info!(signal, "shutting down");
-                break;
-            }
-        }
+    // (watch channels: they work across the threads' runtimes.)
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (done, all_done) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::new();
+    for (i, extra) in more.into_iter().enumerate() {
+        let (server, stopped, all_done) = (server.clone(), stopped.clone(), all_done.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("wsx-serve-{}", i + 1))
+            .spawn(move || serve_thread(extra, server, stopped, all_done))
+            .context("cannot start a server thread")?;
+        threads.push(thread);
     }
-    drop(listener);
+    let scheme = if server.tls.is_some() { "wss" } else { "ws" };
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {scheme}://{local}").context("cannot write to stdout")?;
+        out.flush().context("cannot write to stdout")?;
+    }
+
+    accept_until(listener, &server, async {
+        let signal = shutdown_signal().await;
+        info!(signal, "shutting down");
+    })
+    .await;
+    let _ = stop.send(true);
     let open = server.registry.close_all();
     info!(open = open.len(), "closing open connections with 1001");
     let all_closed = async {
@@ -221,7 +234,121 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     {
         warn!("some connections did not finish closing in time");
     }
+    let _ = done.send(true);
+    for thread in threads {
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .is_err()
+        {
+            warn!("a server thread did not end cleanly");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The listening socket for `addr` and, for `threads` > 1, one more per extra thread on the
+/// same address (SO_REUSEPORT), detached from this runtime for the thread that will use it.
+async fn listen(
+    addr: &str,
+    threads: usize,
+) -> std::io::Result<(TcpListener, Vec<std::net::TcpListener>)> {
+    if threads <= 1 {
+        return Ok((TcpListener::bind(addr).await?, Vec::new()));
+    }
+    let mut last = None;
+    for candidate in tokio::net::lookup_host(addr).await? {
+        match reuse_port_listener(candidate) {
+            Ok(first) => {
+                // (Port 0 picked a port: the others take the same one.)
+                let local = first.local_addr()?;
+                let mut more = Vec::with_capacity(threads - 1);
+                for _ in 1..threads {
+                    more.push(reuse_port_listener(local)?.into_std()?);
+                }
+                return Ok((first, more));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+/// A listening socket on `addr` that other sockets of this process may share
+/// (SO_REUSEPORT).
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// One extra thread of `--threads`: accepts on its own listener with a runtime of its own
+/// until `stopped`, then keeps serving its open connections until the main thread is `done`
+/// closing them.
+fn serve_thread(
+    listener: std::net::TcpListener,
+    server: Arc<Server>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut done: tokio::sync::watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            warn!(error = %e, "cannot start a server thread's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                warn!(error = %e, "cannot use a server thread's listener");
+                return;
+            }
+        };
+        accept_until(listener, &server, async {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await;
+        let _ = done.wait_for(|done| *done).await;
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// Accepts connections until `stop` resolves; each is served on a task of this thread's
+/// runtime.
+async fn accept_until(listener: TcpListener, server: &Arc<Server>, stop: impl Future<Output = ()>) {
+    let mut stop = pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let server = server.clone();
+                    tokio::spawn(async move { server.handle(tcp, peer).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut stop => break,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM with the signal's name.

@@ -612,6 +612,66 @@ async fn sigint_closes_clients_with_1001_and_exits_0() {
     .await;
 }
 
+/// The names of a process's threads (Linux: /proc/PID/task/*/comm).
+#[cfg(target_os = "linux")]
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = task.unwrap().path().join("comm");
+        if let Ok(name) = std::fs::read_to_string(comm) {
+            names.push(name.trim().to_owned());
+        }
+    }
+    names
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_share_the_port_rooms_span_them_and_sigterm_closes_all() {
+    bounded(60, async {
+        let mut server = Server::start(&["--threads", "3"]).await;
+        let mut names = thread_names(server.pid());
+        names.retain(|n| n.starts_with("wsx-serve-"));
+        names.sort();
+        assert_eq!(
+            names,
+            ["wsx-serve-1", "wsx-serve-2"],
+            "two threads beside the main one"
+        );
+        // Enough connections that the kernel hands some to every listener.
+        let mut echoes = Vec::new();
+        for i in 0..24 {
+            let s = Socket::open(&server.url("/echo"), plain()).await.unwrap();
+            s.send(format!("m{i}")).await.unwrap();
+            assert_eq!(recv(&s).await.as_text(), Some(format!("m{i}").as_str()));
+            echoes.push(s);
+        }
+        let mut members = Vec::new();
+        for _ in 0..6 {
+            members.push(Socket::open(&server.url("/chat"), plain()).await.unwrap());
+        }
+        wait_until_joined(&members).await;
+        members[0].send("to everyone").await.unwrap();
+        for m in &members[1..] {
+            assert_eq!(recv_chat(m).await, "to everyone");
+        }
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for socket in echoes.iter().chain(&members) {
+            let ev = tokio::time::timeout(Duration::from_secs(5), socket.closed())
+                .await
+                .expect("closed by the server");
+            assert_eq!((ev.code, ev.clean), (1001, true), "{ev:?}");
+        }
+        let status = server.wait(Duration::from_secs(5)).await;
+        assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_drops_a_member_that_does_not_read() {
     bounded(60, async {
