@@ -158,12 +158,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let hub = rooms::hub(&args).await?;
-    let (listener, more) = listen(&args.listen, args.threads.unwrap_or(1))
+    let (listener, per_thread) = listen(&args.listen, args.threads)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let local = match (&listener, per_thread.first()) {
+        (Some(listener), _) => listener.local_addr(),
+        (None, Some(first)) => first.local_addr(),
+        (None, None) => Err(std::io::Error::other("no listener")),
+    }
+    .context("cannot read the bound address")?;
     let mut socket_config = SocketConfig {
         max_payload: args.max_payload,
         message_timeout: Some(args.message_timeout),
@@ -199,11 +202,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (done, all_done) = tokio::sync::watch::channel(false);
     let mut threads = Vec::new();
-    for (i, extra) in more.into_iter().enumerate() {
+    for (i, listener) in per_thread.into_iter().enumerate() {
         let (server, stopped, all_done) = (server.clone(), stopped.clone(), all_done.clone());
         let thread = std::thread::Builder::new()
             .name(format!("wsx-serve-{}", i + 1))
-            .spawn(move || serve_thread(extra, server, stopped, all_done))
+            .spawn(move || serve_thread(listener, server, stopped, all_done))
             .context("cannot start a server thread")?;
         threads.push(thread);
     }
@@ -215,11 +218,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         out.flush().context("cannot write to stdout")?;
     }
 
-    accept_until(listener, &server, async {
+    let signal = async {
         let signal = shutdown_signal().await;
         info!(signal, "shutting down");
-    })
-    .await;
+    };
+    match listener {
+        Some(listener) => accept_until(listener, &server, signal).await,
+        // (--threads: this thread only waits; the server threads accept.)
+        None => signal.await,
+    }
     let _ = stop.send(true);
     let open = server.registry.close_all();
     info!(open = open.len(), "closing open connections with 1001");
@@ -246,26 +253,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The listening socket for `addr` and, for `threads` > 1, one more per extra thread on the
-/// same address (SO_REUSEPORT), detached from this runtime for the thread that will use it.
+/// The listening socket for `addr`, accepting on this runtime; or, with `threads`, one
+/// socket per server thread, all on the same address (SO_REUSEPORT) and detached from this
+/// runtime for the thread that will use each. (Server threads are never the main thread: glibc
+/// serves the main thread from its `brk` heap, which it grew and trimmed with a system call for
+/// nearly every 64 KiB message.)
 async fn listen(
     addr: &str,
-    threads: usize,
-) -> std::io::Result<(TcpListener, Vec<std::net::TcpListener>)> {
-    if threads <= 1 {
-        return Ok((TcpListener::bind(addr).await?, Vec::new()));
-    }
+    threads: Option<usize>,
+) -> std::io::Result<(Option<TcpListener>, Vec<std::net::TcpListener>)> {
+    let Some(threads) = threads else {
+        return Ok((Some(TcpListener::bind(addr).await?), Vec::new()));
+    };
     let mut last = None;
     for candidate in tokio::net::lookup_host(addr).await? {
         match reuse_port_listener(candidate) {
             Ok(first) => {
                 // (Port 0 picked a port: the others take the same one.)
                 let local = first.local_addr()?;
-                let mut more = Vec::with_capacity(threads - 1);
+                let mut all = vec![first.into_std()?];
                 for _ in 1..threads {
-                    more.push(reuse_port_listener(local)?.into_std()?);
+                    all.push(reuse_port_listener(local)?.into_std()?);
                 }
-                return Ok((first, more));
+                return Ok((None, all));
             }
             Err(e) => last = Some(e),
         }
@@ -293,7 +303,7 @@ fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// One extra thread of `--threads`: accepts on its own listener with a runtime of its own
+/// One server thread of `--threads`: accepts on its own listener with a runtime of its own
 /// until `stopped`, then keeps serving its open connections until the main thread is `done`
 /// closing them.
 fn serve_thread(

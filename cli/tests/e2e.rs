@@ -635,8 +635,8 @@ async fn threads_share_the_port_rooms_span_them_and_sigterm_closes_all() {
         names.sort();
         assert_eq!(
             names,
-            ["wsx-serve-1", "wsx-serve-2"],
-            "two threads beside the main one"
+            ["wsx-serve-1", "wsx-serve-2", "wsx-serve-3"],
+            "three server threads"
         );
         // Enough connections that the kernel hands some to every listener.
         let mut echoes = Vec::new();
