@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: glibc's gives the 64 KiB buffers of large
+/// messages back to the kernel (and faults them in again) every few messages, and costs more
+/// per small allocation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The `wsx` command line.
 #[derive(Debug, Parser)]
 #[command(
