@@ -158,15 +158,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let hub = rooms::hub(&args).await?;
-    let (listener, per_thread) = listen(&args.listen, args.threads)
+    let (local, listeners) = listen(&args.listen, args.threads)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = match (&listener, per_thread.first()) {
-        (Some(listener), _) => listener.local_addr(),
-        (None, Some(first)) => first.local_addr(),
-        (None, None) => Err(std::io::Error::other("no listener")),
-    }
-    .context("cannot read the bound address")?;
     let mut socket_config = SocketConfig {
         max_payload: args.max_payload,
         message_timeout: Some(args.message_timeout),
@@ -201,6 +195,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // (watch channels: they work across the threads' runtimes.)
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (done, all_done) = tokio::sync::watch::channel(false);
+    let (listener, per_thread) = match listeners {
+        Listeners::Shared(listener) => (Some(listener), Vec::new()),
+        Listeners::PerThread(all) => (None, all),
+    };
     let mut threads = Vec::new();
     for (i, listener) in per_thread.into_iter().enumerate() {
         let (server, stopped, all_done) = (server.clone(), stopped.clone(), all_done.clone());
@@ -253,17 +251,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The listening socket for `addr`, accepting on this runtime; or, with `threads`, one
-/// socket per server thread, all on the same address (SO_REUSEPORT) and detached from this
-/// runtime for the thread that will use each. (Server threads are never the main thread: glibc
-/// serves the main thread from its `brk` heap, which it grew and trimmed with a system call for
-/// nearly every 64 KiB message.)
-async fn listen(
-    addr: &str,
-    threads: Option<usize>,
-) -> std::io::Result<(Option<TcpListener>, Vec<std::net::TcpListener>)> {
+/// Where `wsx serve` accepts.
+enum Listeners {
+    /// One socket, accepted on by the main runtime (the default).
+    Shared(TcpListener),
+    /// With `--threads`: one socket per server thread, all on the same address (SO_REUSEPORT),
+    /// detached from this runtime for the thread that will use each. The main thread keeps only
+    /// the signal, the hub and the shutdown, so every server thread is alike.
+    PerThread(Vec<std::net::TcpListener>),
+}
+
+/// The bound address and the listening socket(s) for `addr` (see [`Listeners`]).
+async fn listen(addr: &str, threads: Option<usize>) -> std::io::Result<(SocketAddr, Listeners)> {
     let Some(threads) = threads else {
-        return Ok((Some(TcpListener::bind(addr).await?), Vec::new()));
+        let listener = TcpListener::bind(addr).await?;
+        return Ok((listener.local_addr()?, Listeners::Shared(listener)));
     };
     let mut last = None;
     for candidate in tokio::net::lookup_host(addr).await? {
@@ -275,7 +277,7 @@ async fn listen(
                 for _ in 1..threads {
                     all.push(reuse_port_listener(local)?.into_std()?);
                 }
-                return Ok((None, all));
+                return Ok((local, Listeners::PerThread(all)));
             }
             Err(e) => last = Some(e),
         }
