@@ -70,10 +70,12 @@ server_cmd() {
   local deflate=$2
   case "$1" in
     wsx) if [ "$deflate" = 1 ]; then echo "$BIN/echo-wsx --deflate"; else echo "$BIN/echo-wsx"; fi ;;
-    # An older build's echo-wsx, for before/after (WSX_BASE_BIN: its target/release folder).
+    # An older build's echo-wsx or `wsx serve`, for before/after (WSX_BASE_BIN: its
+    # target/release folder).
     wsx-base) [ -n "${WSX_BASE_BIN:-}" ] && if [ "$deflate" = 1 ]; then echo "$WSX_BASE_BIN/echo-wsx --deflate"; else echo "$WSX_BASE_BIN/echo-wsx"; fi ;;
     # What users run: `wsx serve` (its echo on every path but /chat and /room/NAME).
     serve) if [ "$deflate" = 1 ]; then echo "$BIN/wsx serve"; else echo "$BIN/wsx serve --no-deflate"; fi ;;
+    serve-base) [ -n "${WSX_BASE_BIN:-}" ] && if [ "$deflate" = 1 ]; then echo "$WSX_BASE_BIN/wsx serve"; else echo "$WSX_BASE_BIN/wsx serve --no-deflate"; fi ;;
     tungstenite) echo "$BIN/echo-tungstenite" ;;
     fastws) echo "$BIN/echo-fastws" ;;
     fastws-raw) echo "$BIN/echo-fastws-raw" ;;

@@ -496,11 +496,14 @@ impl Socket {
             match handshake(&url, &options).await {
                 Ok(conn) => {
                     let negotiated = negotiated(&conn, &options);
-                    task_socket.start(conn.stream, negotiated);
+                    let connection = task_socket.start(conn.stream, negotiated);
+                    // The connection runs in this task; this handle must not keep the socket
+                    // open once the application's handles are gone.
+                    drop(task_socket);
+                    connection.await;
                 }
                 Err(e) => task_socket.fail_connect(e.to_string()),
             }
-            // Dropping this handle only counts down; the driver holds the connection.
         });
         socket
     }

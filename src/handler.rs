@@ -198,7 +198,7 @@ impl Handler {
             max_payload: self.max_size,
             ..Default::default()
         };
-        let socket = Socket::from_stream(
+        let (socket, connection) = Socket::with_connection(
             stream,
             crate::proto::Role::Server,
             crate::socket::Negotiated::default(),
@@ -206,7 +206,7 @@ impl Handler {
             "",
             "",
         );
-        self.serve(&socket).await;
+        connection.run_with(self.serve(&socket)).await;
     }
 
     /// Serves one connection until it closes.

@@ -114,8 +114,8 @@ pub use proto::{CloseCode, OpCode, ReadyState, Role};
 pub use proxy::{Proxy, ProxyError};
 pub use redirect::RedirectError;
 pub use socket::{
-    CloseEvent, Closing, ErrorEvent, Negotiated, PreparedMessage, Socket, SocketConfig,
-    SocketReader, SocketWriter, WeakSocket,
+    CloseEvent, Closing, Connection, ErrorEvent, Negotiated, PreparedMessage, RunWith, Socket,
+    SocketConfig, SocketReader, SocketWriter, WeakSocket,
 };
 pub use transport::{AnyIo, Transport, WsStream};
 pub use upgrade::{accept, AcceptOptions, OriginCheck};
@@ -134,5 +134,5 @@ pub mod client {
 /// on one port: read the request head, look at it, then finish the upgrade (or answer it
 /// yourself). Everyone else uses [`upgrade`](crate::upgrade()) or [`accept`](crate::accept()).
 pub mod server {
-    pub use crate::upgrade::{accept_request, read_request};
+    pub use crate::upgrade::{accept_request, accept_request_with_connection, read_request};
 }

@@ -19,7 +19,7 @@ use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
-use crate::socket::{Negotiated, Socket, SocketConfig};
+use crate::socket::{Connection, Negotiated, Socket, SocketConfig};
 use crate::transport::WsStream;
 
 /// Decides whether a request's `Origin` (if any) may connect.
@@ -339,7 +339,8 @@ mod http_server {
                 match on_upgrade.await {
                     Ok(upgraded) => {
                         let stream = into_stream(upgraded);
-                        let socket = Socket::from_stream(
+                        // The socket's I/O and the application's code share this task.
+                        let (socket, connection) = Socket::with_connection(
                             stream,
                             Role::Server,
                             negotiated,
@@ -347,7 +348,7 @@ mod http_server {
                             url,
                             origin,
                         );
-                        accept(socket).await;
+                        connection.run_with(accept(socket)).await;
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "the HTTP server did not hand over the connection")
@@ -474,11 +475,28 @@ async fn reject(stream: &mut WsStream, err: &HandshakeError) {
 ///
 /// Cancel safety: dropping the future drops the connection.
 pub async fn accept_request(
-    mut stream: WsStream,
+    stream: WsStream,
     req: &http::Request<()>,
     leftover: BytesMut,
     options: &AcceptOptions,
 ) -> Result<Socket> {
+    let (socket, connection) =
+        accept_request_with_connection(stream, req, leftover, options).await?;
+    tokio::spawn(connection);
+    Ok(socket)
+}
+
+/// [`accept_request`] that hands the socket's I/O back as a [`Connection`] instead of spawning
+/// it, for a server that runs it in the connection's task with the code that serves the socket
+/// ([`Connection::run_with`]).
+///
+/// Cancel safety: dropping the future drops the connection.
+pub async fn accept_request_with_connection(
+    mut stream: WsStream,
+    req: &http::Request<()>,
+    leftover: BytesMut,
+    options: &AcceptOptions,
+) -> Result<(Socket, Connection)> {
     let up = match handshake::check_request(req) {
         Ok(up) => up,
         Err(e) => {
@@ -514,7 +532,7 @@ pub async fn accept_request(
     let _ = stream.set_nodelay(true);
     let stream = WsStream::new(stream.into_inner(), leftover);
     let origin = up.origin.unwrap_or_default();
-    Ok(Socket::from_stream(
+    Ok(Socket::with_connection(
         stream,
         Role::Server,
         negotiated,

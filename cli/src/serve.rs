@@ -33,8 +33,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::hub::Hub;
 use wsx::proto::handshake::{write_response, HandshakeLimits};
-use wsx::server::{accept_request, read_request};
-use wsx::{AcceptOptions, CloseCode, OpCode, Socket, SocketConfig, WsStream};
+use wsx::server::{accept_request_with_connection, read_request};
+use wsx::{AcceptOptions, CloseCode, Connection, OpCode, Socket, SocketConfig, WsStream};
 
 use crate::rooms;
 
@@ -421,11 +421,14 @@ impl Server {
         };
         let Opened {
             socket,
+            connection,
             joined,
             path,
             _slot,
         } = opened;
-        self.run_socket(socket, joined, peer, path, "http/1.1")
+        // The socket's I/O and its echo (or room) run in this one task.
+        connection
+            .run_with(self.run_socket(socket, joined, peer, path, "http/1.1"))
             .await;
     }
 
@@ -500,15 +503,17 @@ impl Server {
                 return None;
             }
         };
-        let socket = match accept_request(stream, &req, leftover, &self.options).await {
-            Ok(socket) => socket,
-            Err(e) => {
-                info!(%peer, %path, error = %e, "upgrade refused");
-                return None;
-            }
-        };
+        let (socket, connection) =
+            match accept_request_with_connection(stream, &req, leftover, &self.options).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    info!(%peer, %path, error = %e, "upgrade refused");
+                    return None;
+                }
+            };
         Some(Opened {
             socket,
+            connection,
             joined,
             path,
             _slot,
@@ -883,6 +888,8 @@ struct Slots {
 /// An HTTP/1.1 WebSocket ready to run, with what must live as long as it.
 struct Opened {
     socket: Socket,
+    /// The socket's I/O, run by the connection's task.
+    connection: Connection,
     joined: Option<rooms::Joined>,
     path: String,
     /// Its place under `--max-connections`, given back on drop.

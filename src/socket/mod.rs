@@ -3,8 +3,9 @@
 //!
 //! The socket is a thin layer over the protocol core ([`crate::proto::Protocol`]), which decides
 //! everything about the connection. Around it:
-//! - `driver.rs`: one task per connection that reads, writes and sleeps until the core's next
-//!   deadline, and does nothing else;
+//! - `driver.rs`: the future that reads, writes and sleeps until the core's next deadline, and
+//!   does nothing else; `connection.rs` hands it out as a [`Connection`], spawned as a task of
+//!   its own or run in one task with the code that uses the socket;
 //! - this file: the public API, which queues what the application sends and takes what the core
 //!   received. A `send` that finds nothing else waiting writes its frame itself, without a trip
 //!   through the driver; the sends that find a write in progress leave their frames to it, so a
@@ -23,6 +24,7 @@
 
 mod callbacks;
 mod config;
+mod connection;
 mod driver;
 mod prepared;
 mod split;
@@ -45,6 +47,7 @@ use crate::transport::WsStream;
 
 pub use crate::proto::{CloseEvent, ErrorEvent};
 pub use config::{Negotiated, SocketConfig};
+pub use connection::{Connection, RunWith};
 pub use prepared::PreparedMessage;
 pub use split::{SocketReader, SocketWriter};
 
@@ -262,8 +265,9 @@ impl Socket {
         }
     }
 
-    /// Makes an OPEN socket over a handshaken stream and starts its driver task (on the current
-    /// tokio runtime). `url` and `origin` are what [`Socket::url`] and [`Socket::origin`] report.
+    /// Makes an OPEN socket over a handshaken stream and spawns its [`Connection`] (on the
+    /// current tokio runtime). `url` and `origin` are what [`Socket::url`] and [`Socket::origin`]
+    /// report.
     pub fn from_stream(
         stream: WsStream,
         role: Role,
@@ -272,13 +276,30 @@ impl Socket {
         url: impl Into<String>,
         origin: impl Into<String>,
     ) -> Socket {
-        let socket = Socket::new_connecting(role, url.into(), origin.into(), config);
-        socket.start(stream, negotiated);
+        let (socket, connection) =
+            Socket::with_connection(stream, role, negotiated, config, url, origin);
+        tokio::spawn(connection);
         socket
     }
 
-    /// Moves a CONNECTING socket to OPEN over `stream` and spawns the driver.
-    pub(crate) fn start(&self, stream: WsStream, negotiated: Negotiated) {
+    /// Like [`Socket::from_stream`], but the socket's I/O comes back as a [`Connection`] for
+    /// the caller to run, typically with the code that uses the socket in one task
+    /// ([`Connection::run_with`]), which saves a task and a wake-up per message.
+    pub fn with_connection(
+        stream: WsStream,
+        role: Role,
+        negotiated: Negotiated,
+        config: SocketConfig,
+        url: impl Into<String>,
+        origin: impl Into<String>,
+    ) -> (Socket, Connection) {
+        let socket = Socket::new_connecting(role, url.into(), origin.into(), config);
+        let connection = socket.start(stream, negotiated);
+        (socket, connection)
+    }
+
+    /// Moves a CONNECTING socket to OPEN over `stream`; the returned connection does its I/O.
+    pub(crate) fn start(&self, stream: WsStream, negotiated: Negotiated) -> Connection {
         let inner = &self.inner;
         let _ = inner
             .protocol
@@ -298,7 +319,7 @@ impl Socket {
             sh.send_wakers.wake_all();
             callbacks::wake(&mut sh);
         }
-        tokio::spawn(driver::Driver::new(inner.clone(), read, prefix));
+        Connection::new(driver::Driver::new(inner.clone(), read, prefix))
     }
 
     /// Fails a CONNECTING socket: error event (1002), then close event (1006).

@@ -88,6 +88,169 @@ async fn server_with(
     (ours, app(socket))
 }
 
+/// A TCP connection on 127.0.0.1: the server's socket with its unspawned connection, and the
+/// test's end, which speaks raw frames.
+async fn server_with_connection() -> (tokio::net::TcpStream, Socket, Connection) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (theirs, _) = listener.accept().await.unwrap();
+    let (socket, connection) = Socket::with_connection(
+        WsStream::from(theirs),
+        Role::Server,
+        Negotiated::default(),
+        SocketConfig::default(),
+        "/",
+        "",
+    );
+    (ours, socket, connection)
+}
+
+/// Tasks alive on the current runtime.
+fn tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test]
+async fn run_with_serves_the_socket_and_its_application_in_one_task() {
+    let (mut peer, socket, connection) = server_with_connection().await;
+    let before = tasks();
+    let served = tokio::spawn(connection.run_with(async move {
+        let mut echoed = 0;
+        while let Ok(msg) = socket.recv().await {
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+            echoed += 1;
+        }
+        echoed
+    }));
+    for text in [&b"one"[..], b"two", b"three"] {
+        peer.write_all(&client_frame(0x81, text)).await.unwrap();
+        assert_eq!(read_small_frame(&mut peer).await, (0x1, text.to_vec()));
+    }
+    // The connection's I/O and the echo loop are one task.
+    assert_eq!(tasks(), before + 1);
+    peer.write_all(&client_frame(0x88, &[0x03, 0xe8]))
+        .await
+        .unwrap();
+    assert_eq!(read_small_frame(&mut peer).await, (0x8, vec![0x03, 0xe8]));
+    drop(peer);
+    // It ends once both have: with what the application returned.
+    let echoed = tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, 3);
+}
+
+#[tokio::test]
+async fn a_spawned_connection_is_a_task_of_its_own() {
+    // The other side of the test above: `from_stream` spawns the I/O, so an application task
+    // makes two.
+    let before = tasks();
+    let (mut peer, _app) = server_with(|socket| {
+        tokio::spawn(async move {
+            while let Ok(msg) = socket.recv().await {
+                let _ = socket.send(msg).await;
+            }
+        })
+    })
+    .await;
+    peer.write_all(&client_frame(0x81, b"hi")).await.unwrap();
+    assert_eq!(read_small_frame(&mut peer).await, (0x1, b"hi".to_vec()));
+    assert_eq!(tasks(), before + 2);
+}
+
+/// Yields the way many executors' `yield_now` do (tokio's defers the wake instead): wakes its
+/// own task from inside its poll and returns `Pending` once.
+async fn wake_self_once() {
+    let mut woke = false;
+    poll_fn(|cx| {
+        if std::mem::replace(&mut woke, true) {
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_with_lets_other_tasks_run_when_the_application_yields() {
+    // A side that wakes itself during its own poll (it yields) gets its next turn through the
+    // scheduler, so other tasks run in between rather than the loop of `run_with` spinning on
+    // it.
+    let (_peer, socket, connection) = server_with_connection().await;
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let counted = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            counted.fetch_add(1, Ordering::Relaxed);
+            wake_self_once().await;
+        }
+    });
+    let seen = ticks.clone();
+    let run = tokio::spawn(connection.run_with(async move {
+        let start = seen.load(Ordering::Relaxed);
+        for _ in 0..100 {
+            wake_self_once().await;
+        }
+        let ran = seen.load(Ordering::Relaxed) - start;
+        socket.abort();
+        ran
+    }));
+    let ran = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap();
+    ticker.abort();
+    assert!(
+        ran >= 50,
+        "the other task ran {ran} times during 100 yields"
+    );
+}
+
+#[tokio::test]
+async fn run_with_serves_the_connection_after_the_application_returned() {
+    // The application is woken by another task, sends, and returns; the connection goes on
+    // (PINGs answered, the close handshake) until it is closed.
+    let (mut peer, socket, connection) = server_with_connection().await;
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let sender = socket.clone();
+    let run = tokio::spawn(connection.run_with(async move {
+        let text = go_rx.await.unwrap();
+        sender.send(text).await.unwrap();
+    }));
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = go_tx.send("woken");
+    });
+    assert_eq!(read_small_frame(&mut peer).await, (0x1, b"woken".to_vec()));
+    ping_is_answered(
+        &mut peer,
+        b"still there",
+        "no PONG after the application returned",
+    )
+    .await;
+    assert!(!run.is_finished());
+    drop(socket);
+    // The last handle is gone: the server closes with 1001.
+    let (op, body) = read_small_frame(&mut peer).await;
+    assert_eq!((op, &body[..2]), (0x8, &[0x03, 0xe9][..]));
+    peer.write_all(&client_frame(0x88, &[0x03, 0xe9]))
+        .await
+        .unwrap();
+    drop(peer);
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// Reads one unmasked server frame's opcode and payload (payloads under 126 bytes).
 async fn read_small_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
