@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::task::AtomicWaker;
+use pin_project_lite::pin_project;
 
 use super::driver::Driver;
 
@@ -77,8 +78,7 @@ impl Connection {
         });
         RunWith {
             driver: Some(self.driver),
-            app: Some(Box::pin(app)),
-            output: None,
+            app: App::Running { future: app },
             driver_waker: Waker::from(task.clone()),
             app_waker: Waker::from(app_wake.clone()),
             task,
@@ -143,29 +143,35 @@ impl Wake for AppWake {
 /// How many turns one poll of [`RunWith`] takes before it lets other tasks run.
 const MAX_TURNS: usize = 32;
 
-/// A connection and its application in one task ([`Connection::run_with`]).
-#[must_use = "futures do nothing unless polled"]
-pub struct RunWith<F: Future> {
-    driver: Option<Driver>,
-    // Boxed so that `RunWith` is `Unpin` without unsafe pinning code; one allocation per
-    // connection.
-    app: Option<Pin<Box<F>>>,
-    output: Option<F::Output>,
-    driver_waker: Waker,
-    app_waker: Waker,
-    task: Arc<TaskWake>,
-    app_wake: Arc<AppWake>,
+pin_project! {
+    /// A connection and its application in one task ([`Connection::run_with`]).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunWith<F: Future> {
+        driver: Option<Driver>,
+        #[pin]
+        app: App<F>,
+        driver_waker: Waker,
+        app_waker: Waker,
+        task: Arc<TaskWake>,
+        app_wake: Arc<AppWake>,
+    }
 }
 
-// Nothing in it is pinned in place: the application's future is pinned in its box, and its
-// output is only moved.
-impl<F: Future> Unpin for RunWith<F> {}
+pin_project! {
+    /// The application's future, then (once it ended, and was dropped with whatever it held)
+    /// its output until the connection ends too.
+    #[project = AppProj]
+    enum App<F: Future> {
+        Running { #[pin] future: F },
+        Done { output: Option<F::Output> },
+    }
+}
 
 impl<F: Future> std::fmt::Debug for RunWith<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunWith")
             .field("connection_done", &self.driver.is_none())
-            .field("app_done", &self.app.is_none())
+            .field("app_done", &matches!(self.app, App::Done { .. }))
             .finish()
     }
 }
@@ -173,65 +179,61 @@ impl<F: Future> std::fmt::Debug for RunWith<F> {
 impl<F: Future> Future for RunWith<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
-        this.task.outer.register(cx.waker());
-        this.task.polling.store(true, Ordering::SeqCst);
-        // A side woken during its own poll asked to yield (the runtime's budget is spent, or it
-        // yielded itself): it gets its next turn through the scheduler, not in this loop.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let (task, app_wake) = (&**this.task, &**this.app_wake);
+        task.outer.register(cx.waker());
+        task.polling.store(true, Ordering::SeqCst);
+        // A side woken during its own poll asked to yield (it yielded, or spent the runtime's
+        // budget): it gets its next turn through the scheduler, not in this loop.
         let mut yielded = false;
         let mut turns = 0;
         loop {
-            if this.driver.is_some() && this.task.driver_due.swap(false, Ordering::SeqCst) {
-                let mut dcx = Context::from_waker(&this.driver_waker);
+            if this.driver.is_some() && task.driver_due.swap(false, Ordering::SeqCst) {
+                let mut dcx = Context::from_waker(this.driver_waker);
                 if let Some(driver) = this.driver.as_mut() {
                     if Pin::new(driver).poll(&mut dcx).is_ready() {
-                        this.driver = None;
-                    } else if this.task.driver_due.swap(false, Ordering::SeqCst) {
+                        *this.driver = None;
+                    } else if task.driver_due.load(Ordering::SeqCst) {
                         yielded = true;
-                        this.task.driver_due.store(true, Ordering::SeqCst);
                     }
                 }
             }
-            if this.app.is_some() && this.app_wake.due.swap(false, Ordering::SeqCst) {
-                let mut acx = Context::from_waker(&this.app_waker);
-                if let Some(app) = this.app.as_mut() {
-                    if let Poll::Ready(out) = app.as_mut().poll(&mut acx) {
-                        this.output = Some(out);
-                        this.app = None;
-                    } else if this.app_wake.due.swap(false, Ordering::SeqCst) {
-                        yielded = true;
-                        this.app_wake.due.store(true, Ordering::SeqCst);
+            let running = matches!(*this.app, App::Running { .. });
+            if running && app_wake.due.swap(false, Ordering::SeqCst) {
+                let mut acx = Context::from_waker(this.app_waker);
+                if let AppProj::Running { future } = this.app.as_mut().project() {
+                    match future.poll(&mut acx) {
+                        Poll::Ready(out) => this.app.set(App::Done { output: Some(out) }),
+                        Poll::Pending => yielded |= app_wake.due.load(Ordering::SeqCst),
                     }
                 }
             }
-            if this.driver.is_none() && this.app.is_none() {
-                this.task.polling.store(false, Ordering::SeqCst);
-                if let Some(out) = this.output.take() {
-                    return Poll::Ready(out);
+            if this.driver.is_none() {
+                if let AppProj::Done { output } = this.app.as_mut().project() {
+                    task.polling.store(false, Ordering::SeqCst);
+                    // (`None` only if polled again after it ended: nothing more will come.)
+                    return output.take().map_or(Poll::Pending, Poll::Ready);
                 }
-                // Polled again after it ended: nothing more will come.
-                return Poll::Pending;
             }
             turns += 1;
             if yielded || turns >= MAX_TURNS {
-                this.task.polling.store(false, Ordering::SeqCst);
+                task.polling.store(false, Ordering::SeqCst);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let due = |t: &TaskWake, a: &AppWake| {
-                t.driver_due.load(Ordering::SeqCst) || a.due.load(Ordering::SeqCst)
-            };
-            if due(&this.task, &this.app_wake) {
+            let due =
+                || task.driver_due.load(Ordering::SeqCst) || app_wake.due.load(Ordering::SeqCst);
+            if due() {
                 continue;
             }
             // Wakes from other threads until here saw `polling` and left the task asleep:
             // look once more after clearing it.
-            this.task.polling.store(false, Ordering::SeqCst);
-            if !due(&this.task, &this.app_wake) {
+            task.polling.store(false, Ordering::SeqCst);
+            if !due() {
                 return Poll::Pending;
             }
-            this.task.polling.store(true, Ordering::SeqCst);
+            task.polling.store(true, Ordering::SeqCst);
         }
     }
 }
