@@ -410,31 +410,24 @@ struct Server {
 }
 
 impl Server {
-    /// Serves one TCP connection from accept to close.
-    ///
-    /// The opening (TLS, the request head, the upgrade; or a whole HTTP/2 connection) runs
-    /// boxed: its state is large and short-lived, while the task of an open WebSocket lives as
-    /// long as the connection and so keeps only what a running socket needs.
+    /// Serves one TCP connection: opens it (TLS, the request head, the upgrade; or a whole
+    /// HTTP/2 connection), then hands an open WebSocket to a task of its own, which runs its
+    /// I/O and its echo (or room) together. The opening's state is large and short-lived and
+    /// goes with this task; the task of an open WebSocket is as large as a running socket.
     async fn handle(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let Some(opened) = Box::pin(self.clone().open(tcp, peer)).await else {
-            return;
-        };
-        let Opened {
-            socket,
-            connection,
-            joined,
-            path,
-            _slot,
-        } = opened;
-        // The socket's I/O and its echo (or room) run in this one task.
-        connection
-            .run_with(self.run_socket(socket, joined, peer, path, "http/1.1"))
-            .await;
+        if let Some((connection, app)) = self.open(tcp, peer).await {
+            tokio::spawn(connection.run_with(app));
+        }
     }
 
-    /// Everything before an HTTP/1.1 WebSocket runs: `None` when the connection was answered
-    /// otherwise (a plain request, a refusal, an HTTP/2 connection served to its end).
-    async fn open(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) -> Option<Opened> {
+    /// Everything before an HTTP/1.1 WebSocket runs, which it returns: the socket's I/O and
+    /// its echo (or room); `None` when the connection was answered otherwise (a
+    /// plain request, a refusal, an HTTP/2 connection served to its end).
+    async fn open(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(Connection, impl Future<Output = ()>)> {
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + self.handshake_timeout;
         let mut stream: WsStream = match &self.tls {
@@ -496,7 +489,7 @@ impl Server {
             info!(%peer, method = %req.method(), %path, status, "http");
             return None;
         }
-        let (_slot, joined) = match self.admit(req.uri(), peer, "http/1.1").await {
+        let (slot, joined) = match self.admit(req.uri(), peer, "http/1.1").await {
             Ok(admitted) => admitted,
             Err((status, text)) => {
                 refuse(&mut stream, status, &text).await;
@@ -511,13 +504,13 @@ impl Server {
                     return None;
                 }
             };
-        Some(Opened {
-            socket,
-            connection,
-            joined,
-            path,
-            _slot,
-        })
+        let app = async move {
+            // Its place under `--max-connections` is given back when the socket ends.
+            let _slot = slot;
+            self.run_socket(socket, joined, peer, path, "http/1.1")
+                .await;
+        };
+        Some((connection, app))
     }
 
     /// Whether an upgrade to `uri` may go ahead, over either HTTP version: its room name (400),
@@ -552,7 +545,7 @@ impl Server {
     /// Runs an open WebSocket (echo, or its room when it `joined` one) until it closes; `over`
     /// is the HTTP version it came through, for the logs.
     async fn run_socket(
-        &self,
+        self: Arc<Self>,
         socket: Socket,
         joined: Option<rooms::Joined>,
         peer: SocketAddr,
@@ -883,17 +876,6 @@ impl Streams {
 struct Slots {
     max: Option<usize>,
     used: Arc<AtomicUsize>,
-}
-
-/// An HTTP/1.1 WebSocket ready to run, with what must live as long as it.
-struct Opened {
-    socket: Socket,
-    /// The socket's I/O, run by the connection's task.
-    connection: Connection,
-    joined: Option<rooms::Joined>,
-    path: String,
-    /// Its place under `--max-connections`, given back on drop.
-    _slot: Slot,
 }
 
 /// One taken slot; given back on drop.
