@@ -630,8 +630,16 @@ fn thread_names(pid: u32) -> Vec<String> {
 async fn threads_share_the_port_rooms_span_them_and_sigterm_closes_all() {
     bounded(60, async {
         let mut server = Server::start(&["--threads", "3"]).await;
-        let mut names = thread_names(server.pid());
-        names.retain(|n| n.starts_with("wsx-serve-"));
+        // A thread names itself once it runs, which may be a moment after "listening".
+        let mut names = Vec::new();
+        for _ in 0..100 {
+            names = thread_names(server.pid());
+            names.retain(|n| n.starts_with("wsx-serve-"));
+            if names.len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         names.sort();
         assert_eq!(
             names,
