@@ -156,9 +156,6 @@ async fn recv_chat(socket: &Socket) -> String {
     }
 }
 
-/// Returns once every member is in the room (the server joins a member just after its 101,
-/// so a client can be open a moment before it is a member): member 0 probes until the others
-/// hear it, then member 1 probes member 0.
 /// A client on `/chat` whose TCP receive buffer is fixed at 32 KiB (the kernel would otherwise
 /// grow it to tens of MiB on loopback, enough to swallow everything a test sends).
 async fn small_window_client(addr: &str) -> Socket {
@@ -187,6 +184,9 @@ async fn small_window_client(addr: &str) -> Socket {
     )
 }
 
+/// Returns once every member is in the room (the server joins a member just after its 101,
+/// so a client can be open a moment before it is a member): member 0 probes until the others
+/// hear it, then member 1 probes member 0.
 async fn wait_until_joined(members: &[Socket]) {
     let mut heard = vec![false; members.len()];
     heard[0] = true;
