@@ -443,9 +443,11 @@ impl Socket {
     ///
     /// Cancel safety: dropping the future before it completes sends nothing.
     /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
-    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+    // (Not an `async fn`, which would keep the argument and the slot it moves to both in the
+    // future: the message once is enough, and a task that echoes keeps this future.)
+    pub fn send(&self, msg: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
         let mut slot = Some(msg.into());
-        poll_fn(|cx| self.poll_queue(cx, &mut slot, true)).await
+        poll_fn(move |cx| self.poll_queue(cx, &mut slot, true))
     }
 
     /// Queues a message only if the write buffer is under its limit: `Ok(true)` if queued,
