@@ -487,6 +487,12 @@ impl Protocol {
                         continue;
                     }
                     self.queue_bytes += msg.payload.len();
+                    if self.queue.capacity() == 0 {
+                        // Room for one: most connections never hold more than one message at
+                        // a time, and the queue keeps its room for the connection's life (a
+                        // first push would take room for four).
+                        self.queue.reserve_exact(1);
+                    }
                     self.queue.push_back(msg);
                     queued += 1;
                 }
@@ -1055,6 +1061,30 @@ mod tests {
         c.open(now);
         s.open(now);
         (c, s)
+    }
+
+    #[test]
+    fn the_receive_queue_keeps_room_for_one_message_only() {
+        // The queue keeps its room for the connection's life: one message taken at a time
+        // must not leave room for four in every idle connection.
+        let now = Instant::now();
+        let (mut c, mut s) = pair(now);
+        for text in ["one", "two"] {
+            c.send(
+                OpCode::Text,
+                Bytes::from_static(text.as_bytes()),
+                Compression::Auto,
+            )
+            .unwrap();
+            assert_eq!(pump(&mut c, &mut s, now).len(), 1);
+            assert_eq!(s.queue.capacity(), 1);
+        }
+        // Two waiting at once still fit.
+        c.send(OpCode::Text, Bytes::from_static(b"3"), Compression::Auto)
+            .unwrap();
+        c.send(OpCode::Text, Bytes::from_static(b"4"), Compression::Auto)
+            .unwrap();
+        assert_eq!(pump(&mut c, &mut s, now).len(), 2);
     }
 
     fn text(payload: &'static str, masked: bool) -> Event {
