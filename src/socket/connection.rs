@@ -222,8 +222,16 @@ impl<F: Future> Future for RunWith<F> {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let due =
-                || task.driver_due.load(Ordering::SeqCst) || app_wake.due.load(Ordering::SeqCst);
+            // Only a side still running counts: the waker of one that ended may still be
+            // registered somewhere (a socket it used), and its mark would never be cleared.
+            let (driver_live, app_live) = (
+                this.driver.is_some(),
+                matches!(*this.app, App::Running { .. }),
+            );
+            let due = || {
+                (driver_live && task.driver_due.load(Ordering::SeqCst))
+                    || (app_live && app_wake.due.load(Ordering::SeqCst))
+            };
             if due() {
                 continue;
             }
