@@ -469,6 +469,28 @@ impl Driver {
     }
 }
 
+/// A driver dropped before the connection ended (its task was dropped: the runtime shut
+/// down, the application's code beside it in [`super::Connection::run_with`] panicked, or the
+/// [`super::Connection`] was never run): nothing will read, write or time the connection any
+/// more, so it ends as a lost connection (error and close events, 1006) and the transport is
+/// closed, rather than staying OPEN for whoever still holds the socket.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.io.is_none() {
+            // Ended with the connection.
+            return;
+        }
+        let mut sh = self.inner.lock();
+        if sh.proto.state() != ReadyState::Closed {
+            sh.proto.drop_transport("the connection's task ended");
+            finish(&mut sh);
+        }
+        drop(sh);
+        self.inner.lock_writer().half = None;
+        self.inner.unwritten.store(0, Ordering::Release);
+    }
+}
+
 impl Future for Driver {
     type Output = ();
 

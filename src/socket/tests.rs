@@ -251,6 +251,71 @@ async fn run_with_serves_the_connection_after_the_application_returned() {
         .unwrap();
 }
 
+/// Counts the polls of the future it wraps.
+struct CountPolls<F> {
+    future: Pin<Box<F>>,
+    polls: Arc<AtomicUsize>,
+}
+
+impl<F: Future> Future for CountPolls<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.future.as_mut().poll(cx)
+    }
+}
+
+#[tokio::test]
+async fn run_with_does_not_spin_once_the_connection_has_ended() {
+    // The connection ends first; then the application closes the socket again (which wakes
+    // the ended connection's waker) and works on for a while: the task must sleep meanwhile.
+    let (mut peer, socket, connection) = server_with_connection().await;
+    let polls = Arc::new(AtomicUsize::new(0));
+    let app = async move {
+        socket.closed().await;
+        socket.close(CloseCode::NORMAL, "again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run = tokio::spawn(CountPolls {
+        future: Box::pin(connection.run_with(app)),
+        polls: polls.clone(),
+    });
+    peer.write_all(&client_frame(0x88, &[0x03, 0xe8]))
+        .await
+        .unwrap();
+    assert_eq!(read_small_frame(&mut peer).await, (0x8, vec![0x03, 0xe8]));
+    drop(peer);
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let polls = polls.load(Ordering::Relaxed);
+    assert!(polls < 20, "polled {polls} times");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_before_the_end_closes_its_socket() {
+    // Its task is gone (never run, dropped, or its application panicked): the socket must not
+    // stay OPEN for whoever holds it, and the peer sees the transport closed.
+    let (mut peer, socket, connection) = server_with_connection().await;
+    let run = tokio::spawn(connection.run_with(async {
+        panic!("the application failed");
+    }));
+    assert!(run.await.unwrap_err().is_panic());
+    let ev = tokio::time::timeout(Duration::from_secs(5), socket.closed())
+        .await
+        .unwrap();
+    assert_eq!((ev.code, ev.clean), (1006, false));
+    assert_eq!(socket.ready_state(), ReadyState::Closed);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+}
+
 /// Reads one unmasked server frame's opcode and payload (payloads under 126 bytes).
 async fn read_small_frame(peer: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
     let mut h = [0u8; 2];
