@@ -72,19 +72,8 @@ async fn a_protocol_error_with_nothing_pending_fails_at_once() {
 async fn server_with(
     app: impl FnOnce(Socket) -> tokio::task::JoinHandle<()>,
 ) -> (tokio::net::TcpStream, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (theirs, _) = listener.accept().await.unwrap();
-    let socket = Socket::from_stream(
-        WsStream::from(theirs),
-        Role::Server,
-        Negotiated::default(),
-        SocketConfig::default(),
-        "/",
-        "",
-    );
+    let (ours, socket, connection) = server_with_connection().await;
+    tokio::spawn(connection);
     (ours, app(socket))
 }
 
