@@ -14,7 +14,10 @@
 # the difference of the message counts, so start-up and handshakes cancel out.
 #
 # Environment: SHORT (default 2), LONG (default 6),
-# CELLS ("CONNSxSIZE ...", default "100x16 100x1024"), SKIP_BUILD=1 (use target/release as it is).
+# CELLS ("CONNSxSIZE ...", default "100x16 100x1024"), SKIP_BUILD=1 (use target/release as it is),
+# CACHE_SIM=1 (also count first-level data cache misses per message in valgrind's simulated
+# cache: with many connections served in turn, about the number of cache lines of connection
+# state one message touches; slower).
 # Output: one line per cell and server, plus target/bench/instructions.tsv; with
 # CALLGRIND_KEEP=1 the callgrind files of the long runs stay in target/bench/ for
 # callgrind_annotate.
@@ -63,7 +66,9 @@ measure() {
   json=$(mktemp)
   cg=$OUT/callgrind.$(basename "$server").${conns}x$size.${secs}s.out
   rm -f "$cg"
-  start_server_cmd "valgrind --tool=callgrind --callgrind-out-file=$cg $(server_cmd "$server")" \
+  local sim=""
+  [ "${CACHE_SIM:-0}" = 1 ] && sim="--cache-sim=yes"
+  start_server_cmd "valgrind --tool=callgrind $sim --callgrind-out-file=$cg $(server_cmd "$server")" \
     "$log" 600
   timeout $((secs + 60)) "$BIN/wsx" bench "$URL" --conns "$conns" --size "$size" \
     --duration "$secs" --warmup 0 --json >"$json"
@@ -74,11 +79,13 @@ measure() {
     sleep 0.1
   done
   SERVER_PID=""
-  local ir msgs
+  local ir d1 msgs
+  # Events: Ir, or with the cache simulation Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
   ir=$(grep -m1 '^summary:' "$cg" | awk '{print $2}')
+  d1=$(grep -m1 '^summary:' "$cg" | awk '{print (NF >= 10) ? $6 + $7 : 0}')
   msgs=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(int(r["messages"]))' "$json")
   rm -f "$log" "$json"
-  echo "$ir $msgs"
+  echo "$ir $msgs $d1"
 }
 
 TSV=$OUT/instructions.tsv
@@ -87,12 +94,18 @@ for cell in $CELLS; do
   conns=${cell%x*}
   size=${cell#*x}
   for server in $SERVERS; do
-    read -r ir1 m1 <<<"$(measure "$server" "$conns" "$size" "$SHORT")"
-    read -r ir2 m2 <<<"$(measure "$server" "$conns" "$size" "$LONG")"
+    read -r ir1 m1 d1a <<<"$(measure "$server" "$conns" "$size" "$SHORT")"
+    read -r ir2 m2 d1b <<<"$(measure "$server" "$conns" "$size" "$LONG")"
     per=$(python3 -c "import sys; a,b,c,d=map(int,sys.argv[1:]); print(round((b-a)/(d-c)) if d>c else 'NaN')" \
       "$ir1" "$ir2" "$m1" "$m2")
     printf '%s\t%s\t%s\n' "$cell" "$server" "$per" >>"$TSV"
-    printf '%-9s %-12s %8s instructions/msg  (%s msgs in the long run)\n' "$cell" "$server" "$per" "$m2"
+    misses=""
+    if [ "${CACHE_SIM:-0}" = 1 ]; then
+      misses=$(python3 -c "import sys; a,b,c,d=map(int,sys.argv[1:]); print(round((b-a)/(d-c), 1) if d>c else 'NaN')" \
+        "$d1a" "$d1b" "$m1" "$m2")
+      misses="  $misses D1 misses/msg"
+    fi
+    printf '%-9s %-12s %8s instructions/msg%s  (%s msgs in the long run)\n' "$cell" "$server" "$per" "$misses" "$m2"
     [ "${CALLGRIND_KEEP:-0}" = 1 ] || rm -f "$OUT"/callgrind."$(basename "$server")".*
   done
 done

@@ -64,9 +64,21 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
 /// the most recent PING), so a peer that sends PINGs and never reads cannot grow our output.
 pub const PONG_HOLD_BACK: usize = 64 * 1024;
 
-/// The settings of the state machine: limits, timeouts and the receive queue's bounds.
+/// The settings of the state machine: limits, timeouts and the receive queue's bounds. (In
+/// declaration order, `repr(C)`: the fields read for every message first.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct Config {
+    /// How many received messages may wait for the application before reading stops.
+    pub recv_queue_limit: usize,
+    /// How many bytes of received messages may wait before reading stops (one message is
+    /// always let through, whatever its size).
+    pub recv_buffer_limit: usize,
+    /// Fail the connection (1008) when a data message is not complete this long after its first
+    /// frame header arrived: a peer that trickles a large message cannot hold it open
+    /// indefinitely. `None` (the default): no limit. Paused while the receive queue is full
+    /// (then we are the ones not reading).
+    pub message_timeout: Option<Duration>,
     /// Frame, message and fragment limits of the decoder.
     pub limits: Limits,
     /// How long to wait for the peer's CLOSE after ours, and for its EOF after the handshake.
@@ -77,16 +89,6 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Drop the connection when the transport accepts no byte for this long while output waits.
     pub write_timeout: Option<Duration>,
-    /// Fail the connection (1008) when a data message is not complete this long after its first
-    /// frame header arrived: a peer that trickles a large message cannot hold it open
-    /// indefinitely. `None` (the default): no limit. Paused while the receive queue is full
-    /// (then we are the ones not reading).
-    pub message_timeout: Option<Duration>,
-    /// How many received messages may wait for the application before reading stops.
-    pub recv_queue_limit: usize,
-    /// How many bytes of received messages may wait before reading stops (one message is
-    /// always let through, whatever its size).
-    pub recv_buffer_limit: usize,
     /// Whether a client, once the close handshake is complete, waits (up to `close_timeout`)
     /// for the server to end TCP, as RFC 6455 §7.1.1 advises. `false`: it is CLOSED as soon as
     /// its own CLOSE is written (§7.1.1 allows it), for clients that must not linger.
@@ -174,38 +176,26 @@ struct Keepalive {
 }
 
 /// The state machine of one connection (see the module docs for when to call what).
+///
+/// In declaration order (`repr(C)`): what every message touches first, packed into as few
+/// cache lines as possible (a server serves many connections in turn, and each line of a
+/// connection's state that a message touches is a likely cache miss), then the rest.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Protocol {
-    role: Role,
-    config: Config,
-    state: ReadyState,
-    /// The handshake succeeded at some point ([`Protocol::open`]).
-    opened: bool,
-    decoder: Decoder,
-    encoder: Encoder,
-    output: Output,
-    /// Bytes taken with [`Protocol::take_output`] that the transport has not accepted yet.
-    backlog: usize,
     queue: VecDeque<Received>,
     queue_bytes: usize,
     end: Option<Box<End>>,
-    /// The application's last [`Protocol::poll_event`] found nothing: it waits for more.
-    awaiting: bool,
-    /// Nobody will take messages any more: they are dropped as they come.
-    abandoned: bool,
-    close_sent: bool,
-    close_received: bool,
-    failed: bool,
-    eof: bool,
-    write_shut: bool,
-    // Boxed: set once, near the end; an idle connection should stay small.
-    error: Option<Box<ErrorEvent>>,
-    outcome: Option<Box<CloseEvent>>,
-    error_reported: bool,
-    close_reported: bool,
-    /// The payload of the latest PING not answered yet, held back while the output is over
-    /// [`PONG_HOLD_BACK`].
-    held_pong: Option<Bytes>,
+    keepalive: Option<Box<Keepalive>>,
+    /// Gives idle compression state back (permessage-deflate with `idle_release`).
+    deflate_idle: Option<Box<DeflateIdle>>,
+    output: Output,
+    /// Bytes taken with [`Protocol::take_output`] that the transport has not accepted yet.
+    backlog: usize,
+    /// The latest time passed in (see [`Protocol::last_time`]).
+    last_time: Option<Instant>,
+    decoder: Decoder,
+    encoder: Encoder,
     close_deadline: Option<Instant>,
     end_deadline: Option<Instant>,
     write_deadline: Option<Instant>,
@@ -215,11 +205,28 @@ pub struct Protocol {
     message_deadline: Option<Instant>,
     /// When the data message being received started (`None` between messages).
     message_started: Option<Instant>,
-    keepalive: Option<Box<Keepalive>>,
-    /// Gives idle compression state back (permessage-deflate with `idle_release`).
-    deflate_idle: Option<Box<DeflateIdle>>,
-    /// The latest time passed in (see [`Protocol::last_time`]).
-    last_time: Option<Instant>,
+    state: ReadyState,
+    role: Role,
+    /// The handshake succeeded at some point ([`Protocol::open`]).
+    opened: bool,
+    /// The application's last [`Protocol::poll_event`] found nothing: it waits for more.
+    awaiting: bool,
+    /// Nobody will take messages any more: they are dropped as they come.
+    abandoned: bool,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+    eof: bool,
+    write_shut: bool,
+    error_reported: bool,
+    close_reported: bool,
+    config: Config,
+    // Boxed: set once, near the end; an idle connection should stay small.
+    error: Option<Box<ErrorEvent>>,
+    outcome: Option<Box<CloseEvent>>,
+    /// The payload of the latest PING not answered yet, held back while the output is over
+    /// [`PONG_HOLD_BACK`].
+    held_pong: Option<Bytes>,
 }
 
 impl Protocol {

@@ -11,7 +11,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use super::{poll_recv_locked, Inner, Shared, Socket, Wakers};
+use super::{poll_recv_locked, Inner, Shared, Socket};
 use crate::message::Message;
 use crate::proto::{CloseEvent, ErrorEvent};
 
@@ -31,7 +31,6 @@ pub(super) struct Callbacks {
     open_fired: bool,
     error_fired: bool,
     close_fired: bool,
-    wakers: Wakers,
 }
 
 impl Callbacks {
@@ -46,7 +45,7 @@ impl Callbacks {
 
 /// Wakes the dispatch task (the socket opened, or closed, or messages came).
 pub(super) fn wake(sh: &mut Shared) {
-    sh.callbacks.wakers.wake_all();
+    sh.callback_wakers.wake_all();
 }
 
 enum Dispatch {
@@ -74,7 +73,7 @@ fn next(inner: &Inner, sh: &mut Shared, waker: &Waker) -> Poll<Dispatch> {
         }
     }
     let Some(closed) = sh.proto.close_event().cloned() else {
-        sh.callbacks.wakers.register(waker);
+        sh.callback_wakers.register(waker);
         return Poll::Pending;
     };
     let error = sh.proto.error().cloned();
@@ -126,7 +125,7 @@ impl Socket {
     fn set_callback(&self, set: impl FnOnce(&mut Callbacks)) {
         let mut sh = self.inner.lock();
         set(&mut sh.callbacks);
-        sh.callbacks.wakers.wake_all();
+        sh.callback_wakers.wake_all();
         if !sh.callbacks.running {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 sh.callbacks.running = true;

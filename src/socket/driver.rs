@@ -165,6 +165,12 @@ struct Report {
 /// The driver task of one connection.
 pub(super) struct Driver {
     inner: Arc<Inner>,
+    st: State,
+}
+
+/// The driver's own state (apart from the socket's, so that a pass borrows both without
+/// taking another reference to the socket).
+struct State {
     io: Option<ReadHalf>,
     rbuf: BytesMut,
     /// Whether the core wants reading (from the last pass).
@@ -209,8 +215,7 @@ fn growth(len: usize, wanted: usize, filled: bool) -> usize {
 
 impl Driver {
     pub(super) fn new(inner: Arc<Inner>, io: ReadHalf, prefix: BytesMut) -> Driver {
-        Driver {
-            inner,
+        let st = State {
             io: Some(io),
             undecoded: !prefix.is_empty(),
             rbuf: prefix,
@@ -225,9 +230,12 @@ impl Driver {
             filled: false,
             read_capacity: 0,
             read_hint: 0,
-        }
+        };
+        Driver { inner, st }
     }
+}
 
+impl State {
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let Some(io) = self.io.as_mut() else {
             return Poll::Pending;
@@ -271,7 +279,12 @@ impl Driver {
                     if n > 0 {
                         // A full stack buffer: more is waiting (growth's floor for a full read).
                         let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
-                        self.rbuf.reserve(n + more);
+                        if self.rbuf.capacity() == 0 {
+                            // (Allocating outright is cheaper than growing an empty buffer.)
+                            self.rbuf = BytesMut::with_capacity(n + more);
+                        } else {
+                            self.rbuf.reserve(n + more);
+                        }
                         self.rbuf.extend_from_slice(data);
                     }
                     // The step for a full read is taken here already.
@@ -301,11 +314,11 @@ impl Driver {
     /// again, or `None` once the connection is closed.
     fn pass(
         &mut self,
+        inner: &Inner,
         read: Poll<std::io::Result<usize>>,
         timer_due: bool,
         cx: &mut Context<'_>,
     ) -> Option<bool> {
-        let inner = self.inner.clone();
         let now = now();
         let mut sh = inner.lock();
         let shared = &mut *sh;
@@ -396,9 +409,7 @@ impl Driver {
             shared.recv_wakers.wake_all();
             callbacks::wake(shared);
         }
-        if !shared.send_wakers.is_empty()
-            && inner.buffered(shared) < inner.config.write_buffer_limit
-        {
+        if !shared.send_wakers.is_empty() && inner.buffered(shared) < inner.write_limit {
             shared.send_wakers.wake_all();
         }
         if closed {
@@ -476,7 +487,7 @@ impl Driver {
 /// closed, rather than staying OPEN for whoever still holds the socket.
 impl Drop for Driver {
     fn drop(&mut self) {
-        if self.io.is_none() {
+        if self.st.io.is_none() {
             // Ended with the connection.
             return;
         }
@@ -495,8 +506,8 @@ impl Future for Driver {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        this.inner.driver.register(cx.waker());
+        let Driver { inner, st: this } = &mut *self;
+        inner.driver.register(cx.waker());
         // A pass runs when something happened; `force` makes one run anyway (the first poll,
         // and after a pass that changed what the next one would see).
         let mut force = std::mem::take(&mut this.first);
@@ -508,7 +519,7 @@ impl Future for Driver {
             } else {
                 Poll::Pending
             };
-            let notified = this.inner.notified.swap(false, Ordering::AcqRel);
+            let notified = inner.notified.swap(false, Ordering::AcqRel);
             let timer_due = match (&mut this.sleep, this.deadline) {
                 (Some(s), Some(_)) => s.as_mut().poll(cx).is_ready(),
                 _ => false,
@@ -518,7 +529,7 @@ impl Future for Driver {
                 return Poll::Pending;
             }
             let was_ready = read.is_ready();
-            match this.pass(read, timer_due, cx) {
+            match this.pass(inner, read, timer_due, cx) {
                 None => return Poll::Ready(()),
                 Some(again) if again || was_ready => force = again,
                 Some(_) if this.report.is_some() && !retried => {

@@ -91,33 +91,44 @@ impl Wakers {
     }
 }
 
-/// What the core's mutex guards.
+/// What the core's mutex guards. In declaration order (`repr(C)`), the wakers every message
+/// touches first, next to the lock, then the core.
+#[repr(C)]
 struct Shared {
-    proto: Protocol,
     recv_wakers: Wakers,
     send_wakers: Wakers,
+    /// The callbacks' dispatch task.
+    callback_wakers: Wakers,
+    proto: Protocol,
     close_wakers: Wakers,
     callbacks: Callbacks,
 }
 
+/// In declaration order (`repr(C)`): what every message touches (the counters, the driver's
+/// waker, the writer and the core) packed into as few cache lines as possible at the front; a
+/// server serves many connections in turn, so each line of a connection's state that a
+/// message touches is a likely cache miss.
+#[repr(C)]
 struct Inner {
+    handles: AtomicUsize,
+    /// Bytes in the writer not yet accepted by the transport (read without its lock).
+    unwritten: AtomicUsize,
+    /// `config.write_buffer_limit`, kept here with what it is compared with.
+    write_limit: usize,
+    driver: AtomicWaker,
+    /// The driver has something to do that no I/O readiness will tell it.
+    notified: AtomicBool,
     role: Role,
+    /// The transport's write half and the bytes taken from the core that it has not accepted.
+    writer: Mutex<Writer>,
+    shared: Mutex<Shared>,
+    /// The capacity of the driver's read buffer (for [`Socket::memory_usage`]).
+    read_buffer: AtomicUsize,
     url: String,
     origin: String,
     protocol: OnceLock<String>,
     extensions: OnceLock<String>,
-    handles: AtomicUsize,
     config: SocketConfig,
-    shared: Mutex<Shared>,
-    /// The transport's write half and the bytes taken from the core that it has not accepted.
-    writer: Mutex<Writer>,
-    /// Bytes in the writer not yet accepted by the transport (read without its lock).
-    unwritten: AtomicUsize,
-    /// The capacity of the driver's read buffer (for [`Socket::memory_usage`]).
-    read_buffer: AtomicUsize,
-    driver: AtomicWaker,
-    /// The driver has something to do that no I/O readiness will tell it.
-    notified: AtomicBool,
 }
 
 /// `std::time::Instant` from tokio's clock (so that tests with a paused clock see it too).
@@ -248,12 +259,14 @@ impl Socket {
                 protocol: OnceLock::new(),
                 extensions: OnceLock::new(),
                 handles: AtomicUsize::new(1),
+                write_limit: config.write_buffer_limit,
                 config,
                 shared: Mutex::new(Shared {
                     proto,
                     recv_wakers: Wakers::default(),
                     send_wakers: Wakers::default(),
                     close_wakers: Wakers::default(),
+                    callback_wakers: Wakers::default(),
                     callbacks: Callbacks::default(),
                 }),
                 writer: Mutex::new(Writer::default()),
@@ -429,7 +442,7 @@ impl Socket {
             return Some(Poll::Ready(Err(Error::NotOpen(state))));
         }
         let pending = self.inner.buffered(sh);
-        if wait && pending > 0 && pending >= self.inner.config.write_buffer_limit {
+        if wait && pending > 0 && pending >= self.inner.write_limit {
             sh.send_wakers.register(cx.waker());
             return Some(Poll::Pending);
         }

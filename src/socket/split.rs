@@ -99,7 +99,7 @@ impl futures_sink::Sink<Message> for SocketWriter {
         let inner = &self.socket.inner;
         let mut sh = inner.lock();
         let pending = inner.buffered(&sh);
-        if pending > 0 && pending >= inner.config.write_buffer_limit {
+        if pending > 0 && pending >= inner.write_limit {
             sh.send_wakers.register(cx.waker());
             return Poll::Pending;
         }
