@@ -224,6 +224,11 @@ impl Decoder {
     /// the connection must be failed with [`ProtocolError::close_code`]; the decoder is not
     /// usable further.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        if self.current.is_none() && self.assembly.is_none() {
+            if let Some(item) = self.whole_frame(buf)? {
+                return Ok(Some(item));
+            }
+        }
         loop {
             let current = match self.current {
                 Some(c) => c,
@@ -244,6 +249,74 @@ impl Decoder {
                 return Ok(None);
             }
         }
+    }
+
+    /// The usual frame in one step: between messages, a whole TEXT or BINARY message in one
+    /// uncompressed frame of up to 64 KiB, all of it in `buf`, within the limits. Anything else
+    /// (`Ok(None)`, nothing consumed) goes the general way, which applies every rule and reports
+    /// every error; this path only skips the bookkeeping a frame in pieces needs.
+    fn whole_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        let (b0, b1) = match buf.get(..2) {
+            Some(&[b0, b1]) => (b0, b1),
+            _ => return Ok(None),
+        };
+        // FIN set, no reserved bit.
+        let opcode = match b0 {
+            0x81 => OpCode::Text,
+            0x82 => OpCode::Binary,
+            _ => return Ok(None),
+        };
+        let masked = b1 & 0x80 != 0;
+        match (self.mask_policy, masked) {
+            (MaskPolicy::Require, false) | (MaskPolicy::Forbid, true) => return Ok(None),
+            _ => {}
+        }
+        let (len, mut pos) = match b1 & 0x7f {
+            126 => match buf.get(2..4) {
+                // (A length under 126 in the 16-bit form is an error the general path reports.)
+                Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) >= 126 => {
+                    (usize::from(u16::from_be_bytes([hi, lo])), 4)
+                }
+                _ => return Ok(None),
+            },
+            127 => return Ok(None),
+            n => (usize::from(n), 2),
+        };
+        if len > self.limits.max_frame_size || len > self.limits.max_message_size {
+            return Ok(None);
+        }
+        let key = if masked {
+            let Some(&[k0, k1, k2, k3]) = buf.get(pos..pos + 4) else {
+                return Ok(None);
+            };
+            pos += 4;
+            Some([k0, k1, k2, k3])
+        } else {
+            None
+        };
+        // (`pos` is at most 8 and `len` under 64 KiB: no overflow.)
+        if buf.len() < pos + len {
+            return Ok(None);
+        }
+        buf.advance(pos);
+        if let Some(key) = key {
+            apply_mask(&mut buf[..len], key, 0);
+        }
+        if opcode == OpCode::Text && simdutf8::basic::from_utf8(&buf[..len]).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        // As in `progress_frame`: a frame that ends the buffer takes it whole.
+        let payload = if buf.len() == len {
+            std::mem::take(buf)
+        } else {
+            buf.split_to(len)
+        };
+        Ok(Some(Incoming::Message(Received {
+            opcode,
+            payload: payload.freeze(),
+            compressed: false,
+            masked,
+        })))
     }
 
     /// Checks a new frame header against every rule that does not need the payload.
@@ -811,6 +884,72 @@ mod tests {
         };
         assert_eq!(&first.payload[..], b"sixteen bytes!!!");
         assert_eq!(two.len(), 22);
+    }
+
+    /// Decodes `wire` whole, then one byte at a time: every item and the error, if any.
+    fn whole_and_bytewise(
+        mk: impl Fn() -> Decoder,
+        wire: &[u8],
+    ) -> [(Vec<Incoming>, Option<ProtocolError>); 2] {
+        [wire.len(), 1].map(|step| {
+            let mut d = mk();
+            let (mut buf, mut items) = (BytesMut::new(), Vec::new());
+            for piece in wire.chunks(step) {
+                buf.extend_from_slice(piece);
+                loop {
+                    match d.decode(&mut buf) {
+                        Ok(Some(item)) => items.push(item),
+                        Ok(None) => break,
+                        Err(e) => return (items, Some(e)),
+                    }
+                }
+            }
+            (items, None)
+        })
+    }
+
+    #[test]
+    fn whole_frames_decode_as_frames_that_arrive_in_pieces() {
+        // A frame that is all there takes a shorter way through the decoder than one that
+        // arrives in pieces: both must give the same messages and the same errors.
+        let limits = Limits::with_max_size(70_000);
+        let policies = [MaskPolicy::Require, MaskPolicy::Forbid, MaskPolicy::Any];
+        let mut cases = 0;
+        for len in [0usize, 1, 125, 126, 1000, 65_535, 65_536, 70_001] {
+            for op in [OpCode::Text, OpCode::Binary] {
+                for mask in [None, Some([9, 8, 7, 6])] {
+                    for bad_utf8 in [false, true] {
+                        let mut payload = vec![b'x'; len];
+                        if bad_utf8 && len > 0 {
+                            payload[len / 2] = 0xff;
+                        }
+                        // Two frames, then a PING, so that what follows a frame is decoded too.
+                        let wire = [
+                            frame(op, true, 0, mask, &payload),
+                            frame(op, true, 0, mask, b"next"),
+                            frame(OpCode::Ping, true, 0, mask, b"p"),
+                        ]
+                        .concat();
+                        for policy in policies {
+                            let [whole, bytewise] =
+                                whole_and_bytewise(|| Decoder::new(policy, limits), &wire);
+                            assert_eq!(whole, bytewise, "{len} {op:?} {mask:?} {policy:?}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 8 * 2 * 2 * 2 * 3);
+        // Non-minimal 16-bit length, and RSV1 without compression: errors either way.
+        for wire in [
+            vec![0x82u8, 0x7e, 0x00, 0x05, 1, 2, 3, 4, 5],
+            vec![0xc2u8, 0x01, 0x00],
+        ] {
+            let [whole, bytewise] = whole_and_bytewise(client, &wire);
+            assert!(whole.1.is_some());
+            assert_eq!(whole, bytewise);
+        }
     }
 
     #[test]
