@@ -13,7 +13,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use super::close::CloseFrame;
 use super::deflate::{Deflater, Inflater};
 use super::error::{ProtocolError, SendError};
-use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1};
+use super::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -784,13 +784,21 @@ impl Encoder {
         mask: Option<[u8; 4]>,
         out: &mut Output,
     ) -> Result<(), SendError> {
-        if mask.is_none()
-            && payload.len() >= ZERO_COPY_MIN
-            && !self.would_compress(opcode, payload.len(), compression)
-        {
+        if mask.is_none() && !self.would_compress(opcode, payload.len(), compression) {
             let header = FrameHeader::new(opcode, payload.len() as u64, None);
-            out.write_tail(|tail| header.encode_to(tail));
-            out.push_chunk(payload);
+            if payload.len() >= ZERO_COPY_MIN {
+                out.write_tail(|tail| header.encode_to(tail));
+                out.push_chunk(payload);
+            } else {
+                // (What `write_frame` does, without the mask and compression it would look at.)
+                let mut raw = [0u8; MAX_HEADER_LEN];
+                let n = header.encode(&mut raw);
+                out.write_tail(|tail| {
+                    tail.reserve(n + payload.len());
+                    tail.extend_from_slice(&raw[..n]);
+                    tail.extend_from_slice(&payload);
+                });
+            }
             return Ok(());
         }
         let mut result = Ok(());
