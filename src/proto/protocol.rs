@@ -660,9 +660,7 @@ impl Protocol {
     /// would rather not read the clock may pass [`Protocol::last_time`].
     pub fn poll_event(&mut self, now: Instant) -> Option<Event> {
         self.last_time = self.last_time.max(Some(now));
-        if let Some(msg) = self.queue.pop_front() {
-            self.queue_bytes -= msg.payload.len().min(self.queue_bytes);
-            self.awaiting = false;
+        if let Some(msg) = self.next_message() {
             return Some(Event::Message(msg));
         }
         if let Some(end) = self.end.take() {
@@ -683,6 +681,15 @@ impl Protocol {
             return self.outcome.as_deref().cloned().map(Event::Closed);
         }
         None
+    }
+
+    /// The next received message, if one waits: what [`Protocol::poll_event`] gives first,
+    /// for a caller that only wants messages now (it needs no time).
+    pub fn next_message(&mut self) -> Option<Received> {
+        let msg = self.queue.pop_front()?;
+        self.queue_bytes -= msg.payload.len().min(self.queue_bytes);
+        self.awaiting = false;
+        Some(msg)
     }
 
     /// Whether the next [`Protocol::poll_event`] uses its `now`: the queue is empty and a

@@ -675,6 +675,14 @@ fn compression_of(msg: &Message) -> Compression {
 /// message from the core, or the end.
 fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Result<Message>> {
     let was_full = sh.proto.queue_full();
+    // A message waiting (the usual case) is taken without the rest of the events' machinery;
+    // taking it can only make room.
+    if let Some(m) = sh.proto.next_message() {
+        if was_full && !sh.proto.queue_full() {
+            inner.notify_driver();
+        }
+        return Poll::Ready(Ok(Message::from_received(m)));
+    }
     let had_output = sh.proto.has_output();
     let mut got = None;
     loop {
