@@ -466,8 +466,31 @@ impl Protocol {
     /// when the queue is full, leaving the rest in `buf`. Returns how many messages it queued.
     pub fn receive_data(&mut self, buf: &mut BytesMut, now: Instant) -> usize {
         self.last_time = self.last_time.max(Some(now));
+        self.receive_data_with(buf, || now)
+    }
+
+    /// [`Protocol::receive_data`] with the time read from `clock` only if it is needed: for
+    /// keepalive, a message left in progress under [`Config::message_timeout`], an error or the
+    /// peer's CLOSE, or compression's idle timer (and [`Protocol::last_time`] moves only then).
+    /// A clock read costs about as much as decoding a small message, and most messages need
+    /// none.
+    pub fn receive_data_with(
+        &mut self,
+        buf: &mut BytesMut,
+        mut clock: impl FnMut() -> Instant,
+    ) -> usize {
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(&mut clock);
+        let queued = self.receive_timed(buf, &mut now);
+        if let Some(t) = read {
+            self.last_time = self.last_time.max(Some(t));
+        }
+        queued
+    }
+
+    fn receive_timed(&mut self, buf: &mut BytesMut, now: &mut impl FnMut() -> Instant) -> usize {
         if let Some(k) = self.keepalive.as_mut() {
-            k.heard = now;
+            k.heard = now();
         }
         if self.input_done() || self.state == ReadyState::Closed {
             // Nothing may follow the peer's CLOSE; after a failure the rest is read and dropped.
@@ -483,7 +506,7 @@ impl Protocol {
                 Ok(None) => break,
                 Err(err) => {
                     buf.clear();
-                    self.end_input(End::Failure(err), now);
+                    self.end_input(End::Failure(err), now());
                     break;
                 }
             };
@@ -530,26 +553,29 @@ impl Protocol {
                         self.state = ReadyState::Closing;
                         self.close_if_drained();
                     } else {
-                        self.end_input(End::CloseReply(frame), now);
+                        self.end_input(End::CloseReply(frame), now());
                     }
                     break;
                 }
             }
         }
         self.track_message(completed, now);
-        self.deflate_idle_tick(now);
+        if self.deflate_idle.is_some() {
+            self.deflate_idle_tick(now());
+        }
         queued
     }
 
     /// Notes when the data message in progress started (`completed`: a message ended in this
     /// call, so what is in progress now is a new one), and arms the message timer if it is not.
-    fn track_message(&mut self, completed: bool, now: Instant) {
+    fn track_message(&mut self, completed: bool, now: &mut impl FnMut() -> Instant) {
         let Some(limit) = self.config.message_timeout else {
             return;
         };
         if self.decoder.is_idle() || self.input_done() {
             self.message_started = None;
         } else if completed || self.message_started.is_none() {
+            let now = now();
             self.message_started = Some(now);
             if self.message_deadline.is_none() {
                 self.message_deadline = Some(later(now, limit));

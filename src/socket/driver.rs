@@ -319,26 +319,28 @@ impl State {
         timer_due: bool,
         cx: &mut Context<'_>,
     ) -> Option<bool> {
-        let now = now();
+        // The clock is read once, and only if something needs the time (most messages do not).
+        let mut read_at = None;
+        let mut now = || *read_at.get_or_insert_with(now);
         let mut sh = inner.lock();
         let shared = &mut *sh;
         let proto = &mut shared.proto;
         let mut delivered = 0;
         let had = self.rbuf.len();
         match read {
-            Poll::Ready(Ok(0)) => proto.receive_eof(now),
-            Poll::Ready(Ok(_)) => delivered += proto.receive_data(&mut self.rbuf, now),
+            Poll::Ready(Ok(0)) => proto.receive_eof(now()),
+            Poll::Ready(Ok(_)) => delivered += proto.receive_data_with(&mut self.rbuf, &mut now),
             Poll::Ready(Err(e)) => proto.transport_error(&e.to_string()),
             Poll::Pending => {}
         }
         if self.undecoded && !proto.queue_full() {
-            delivered += proto.receive_data(&mut self.rbuf, now);
+            delivered += proto.receive_data_with(&mut self.rbuf, &mut now);
         }
         if let Some(r) = self.report.take() {
             match r.error {
                 Some(e) => proto.transport_error(&e),
                 None => {
-                    proto.on_write(r.backlog, r.progressed, now);
+                    proto.on_write(r.backlog, r.progressed, now());
                     if r.shut {
                         proto.write_shutdown();
                     }
@@ -346,12 +348,12 @@ impl State {
             }
         }
         // (Deadlines armed since the last pass lie ahead: the last one seen is enough here.)
-        if timer_due || self.deadline.is_some_and(|t| t <= now) {
-            proto.handle_timeout(now);
+        if timer_due || self.deadline.is_some_and(|t| t <= now()) {
+            proto.handle_timeout(now());
         }
         if inner.handles.load(Ordering::Acquire) == 0 && !shared.callbacks.any() {
             // Nobody will take messages or events any more.
-            proto.abandon(now);
+            proto.abandon(now());
         }
         let shutdown = proto.wants_shutdown();
         // The writer is only ever tried under the core's lock (senders do the same), so nobody
