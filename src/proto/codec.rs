@@ -256,53 +256,33 @@ impl Decoder {
     /// (`Ok(None)`, nothing consumed) goes the general way, which applies every rule and reports
     /// every error; this path only skips the bookkeeping a frame in pieces needs.
     fn whole_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
-        let (b0, b1) = match buf.get(..2) {
-            Some(&[b0, b1]) => (b0, b1),
-            _ => return Ok(None),
+        // (A header the general path would refuse is left to it, to report.)
+        let Ok(Some((h, pos))) = FrameHeader::decode(buf) else {
+            return Ok(None);
         };
-        // FIN set, no reserved bit.
-        let opcode = match b0 {
-            0x81 => OpCode::Text,
-            0x82 => OpCode::Binary,
-            _ => return Ok(None),
-        };
-        let masked = b1 & 0x80 != 0;
-        match (self.mask_policy, masked) {
-            (MaskPolicy::Require, false) | (MaskPolicy::Forbid, true) => return Ok(None),
+        if !h.fin || h.rsv != 0 || !h.opcode.is_data() {
+            return Ok(None);
+        }
+        match (self.mask_policy, h.mask) {
+            (MaskPolicy::Require, None) | (MaskPolicy::Forbid, Some(_)) => return Ok(None),
             _ => {}
         }
-        let (len, mut pos) = match b1 & 0x7f {
-            126 => match buf.get(2..4) {
-                // (A length under 126 in the 16-bit form is an error the general path reports.)
-                Some(&[hi, lo]) if u16::from_be_bytes([hi, lo]) >= 126 => {
-                    (usize::from(u16::from_be_bytes([hi, lo])), 4)
-                }
-                _ => return Ok(None),
-            },
-            127 => return Ok(None),
-            n => (usize::from(n), 2),
+        let len = match u16::try_from(h.payload_len) {
+            Ok(len) => usize::from(len),
+            Err(_) => return Ok(None),
         };
         if len > self.limits.max_frame_size || len > self.limits.max_message_size {
             return Ok(None);
         }
-        let key = if masked {
-            let Some(&[k0, k1, k2, k3]) = buf.get(pos..pos + 4) else {
-                return Ok(None);
-            };
-            pos += 4;
-            Some([k0, k1, k2, k3])
-        } else {
-            None
-        };
         // (`pos` is at most 8 and `len` under 64 KiB: no overflow.)
         if buf.len() < pos + len {
             return Ok(None);
         }
         buf.advance(pos);
-        if let Some(key) = key {
+        if let Some(key) = h.mask {
             apply_mask(&mut buf[..len], key, 0);
         }
-        if opcode == OpCode::Text && simdutf8::basic::from_utf8(&buf[..len]).is_err() {
+        if h.opcode == OpCode::Text && simdutf8::basic::from_utf8(&buf[..len]).is_err() {
             return Err(ProtocolError::InvalidUtf8);
         }
         // As in `progress_frame`: a frame that ends the buffer takes it whole.
@@ -312,10 +292,10 @@ impl Decoder {
             buf.split_to(len)
         };
         Ok(Some(Incoming::Message(Received {
-            opcode,
+            opcode: h.opcode,
             payload: payload.freeze(),
             compressed: false,
-            masked,
+            masked: h.mask.is_some(),
         })))
     }
 
