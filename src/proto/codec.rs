@@ -770,14 +770,7 @@ impl Encoder {
                 out.write_tail(|tail| header.encode_to(tail));
                 out.push_chunk(payload);
             } else {
-                // (What `write_frame` does, without the mask and compression it would look at.)
-                let mut raw = [0u8; MAX_HEADER_LEN];
-                let n = header.encode(&mut raw);
-                out.write_tail(|tail| {
-                    tail.reserve(n + payload.len());
-                    tail.extend_from_slice(&raw[..n]);
-                    tail.extend_from_slice(&payload);
-                });
+                out.write_tail(|tail| write_frame(header, &payload, tail));
             }
             return Ok(());
         }
@@ -802,8 +795,11 @@ impl Default for Encoder {
 /// key. The low-level writer under [`Encoder`]; it also builds frames no conforming sender would
 /// (for tests and load generators), since `header` is taken as it is.
 pub fn write_frame(header: FrameHeader, payload: &[u8], dst: &mut BytesMut) {
-    dst.reserve(header.encoded_len() + payload.len());
-    header.encode_to(dst);
+    // The header is encoded once, on the stack, and its length taken from that.
+    let mut raw = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut raw);
+    dst.reserve(n + payload.len());
+    dst.extend_from_slice(&raw[..n]);
     let start = dst.len();
     dst.extend_from_slice(payload);
     if let Some(key) = header.mask {
