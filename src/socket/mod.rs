@@ -684,28 +684,23 @@ fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Re
         return Poll::Ready(Ok(Message::from_received(m)));
     }
     let had_output = sh.proto.has_output();
-    let mut got = None;
+    // No message waits (and none can come from here on): act on a waiting end (an error, the
+    // peer's CLOSE) and pass the error and close events, which are read from the core's state
+    // below for every caller.
     loop {
         // The clock is read only when the core will use it (to act on a waiting end).
         let t = match sh.proto.last_time() {
             Some(t) if !sh.proto.event_needs_time() => t,
             _ => now(),
         };
-        let Some(event) = sh.proto.poll_event(t) else {
-            break;
-        };
-        // The error and close events are read from the core's state below, for every caller.
-        if let Event::Message(m) = event {
-            got = Some(m);
-            break;
+        match sh.proto.poll_event(t) {
+            None => break,
+            Some(event) => debug_assert!(!matches!(event, Event::Message(_))),
         }
     }
-    if (was_full && !sh.proto.queue_full()) || (!had_output && sh.proto.has_output()) {
-        // Room to decode more, or an answer to the peer's CLOSE (or our failure) to write.
+    if !had_output && sh.proto.has_output() {
+        // An answer to the peer's CLOSE (or our failure) to write.
         inner.notify_driver();
-    }
-    if let Some(m) = got {
-        return Poll::Ready(Ok(Message::from_received(m)));
     }
     if let Some(closed) = sh.proto.close_event() {
         return Poll::Ready(Err(match sh.proto.error() {
