@@ -154,6 +154,12 @@ impl Writer {
     }
 }
 
+/// Drops the transport's write half (the transport closes once the read half is gone too).
+fn drop_writer(inner: &Inner) {
+    inner.lock_writer().half = None;
+    inner.unwritten.store(0, Ordering::Release);
+}
+
 /// What the last write did, for the core (told at the next pass under its lock).
 struct Report {
     backlog: usize,
@@ -421,9 +427,8 @@ impl State {
             drop(sh);
             // Dropping the halves closes the transport; the peer's EOF was read, or the close
             // timeout passed, so no unread input makes the kernel answer with a reset.
-            inner.lock_writer().half = None;
+            drop_writer(inner);
             self.io = None;
-            inner.unwritten.store(0, Ordering::Release);
             return None;
         }
         drop(sh);
@@ -499,8 +504,7 @@ impl Drop for Driver {
             finish(&mut sh);
         }
         drop(sh);
-        self.inner.lock_writer().half = None;
-        self.inner.unwritten.store(0, Ordering::Release);
+        drop_writer(&self.inner);
     }
 }
 
