@@ -21,7 +21,7 @@ use crate::proto::handshake::{self, ClientRequest, HandshakeError, HandshakeLimi
 use crate::proto::Role;
 use crate::proxy::Proxy;
 use crate::redirect;
-use crate::socket::{Negotiated, Socket, SocketConfig};
+use crate::socket::{Negotiated, OwnedSocket, Socket, SocketConfig};
 use crate::transport::{Transport, WsStream};
 
 /// Client settings for [`crate::Socket::open`] and [`crate::Socket::connect`] (and the lower-level [`handshake()`]).
@@ -522,6 +522,23 @@ impl Socket {
             options.socket,
             url,
             origin,
+        ))
+    }
+}
+
+impl OwnedSocket {
+    /// Connects like [`Socket::open`], for a client served from one task (see
+    /// [`OwnedSocket`]).
+    ///
+    /// Cancel safety: dropping the future abandons the attempt and closes its TCP connection.
+    pub async fn open(url: &str, options: ConnectOptions) -> Result<OwnedSocket> {
+        let conn = handshake(url, &options).await?;
+        let negotiated = negotiated(&conn, &options);
+        Ok(OwnedSocket::new(
+            conn.stream,
+            Role::Client,
+            negotiated,
+            &options.socket,
         ))
     }
 }

@@ -20,6 +20,7 @@
 //! | ping | [`Socket::ping`] |
 //! | close (and, if you like, wait for the end) | [`Socket::close(CloseCode, reason)`](Socket::close) |
 //! | receive | [`Socket::recv`], the `Stream` half of [`Socket::split`], or callbacks ([`Socket::on_message`], ...) |
+//! | use a connection from one task only, with no shared state (the cheapest per message) | [`OwnedSocket`]: [`OwnedSocket::open`], [`server::accept_request_owned`], [`OwnedSocket::new`] |
 //! | read or write one message on any byte stream | [`MessageCodec`] |
 //! | build your own handshake or connection loop | [`proto`] (sans-I/O), [`client`], [`server`] |
 //!
@@ -114,8 +115,8 @@ pub use proto::{CloseCode, OpCode, ReadyState, Role};
 pub use proxy::{Proxy, ProxyError};
 pub use redirect::RedirectError;
 pub use socket::{
-    CloseEvent, Closing, Connection, ErrorEvent, Negotiated, PreparedMessage, RunWith, Socket,
-    SocketConfig, SocketReader, SocketWriter, WeakSocket,
+    CloseEvent, CloseHandle, Closing, Connection, ErrorEvent, Negotiated, OwnedSocket,
+    PreparedMessage, RunWith, Socket, SocketConfig, SocketReader, SocketWriter, WeakSocket,
 };
 pub use transport::{AnyIo, Transport, WsStream};
 pub use upgrade::{accept, AcceptOptions, OriginCheck};
@@ -134,5 +135,7 @@ pub mod client {
 /// on one port: read the request head, look at it, then finish the upgrade (or answer it
 /// yourself). Everyone else uses [`upgrade`](crate::upgrade()) or [`accept`](crate::accept()).
 pub mod server {
-    pub use crate::upgrade::{accept_request, accept_request_with_connection, read_request};
+    pub use crate::upgrade::{
+        accept_request, accept_request_owned, accept_request_with_connection, read_request,
+    };
 }

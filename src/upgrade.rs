@@ -19,7 +19,7 @@ use crate::http_io::{read_head, write_all};
 use crate::proto::deflate::DeflateConfig;
 use crate::proto::handshake::{self, HandshakeError, HandshakeLimits, UpgradeRequest};
 use crate::proto::Role;
-use crate::socket::{Connection, Negotiated, Socket, SocketConfig};
+use crate::socket::{Connection, Negotiated, OwnedSocket, Socket, SocketConfig};
 use crate::transport::WsStream;
 
 /// Decides whether a request's `Origin` (if any) may connect.
@@ -492,11 +492,49 @@ pub async fn accept_request(
 ///
 /// Cancel safety: dropping the future drops the connection.
 pub async fn accept_request_with_connection(
-    mut stream: WsStream,
+    stream: WsStream,
     req: &http::Request<()>,
     leftover: BytesMut,
     options: &AcceptOptions,
 ) -> Result<(Socket, Connection)> {
+    let (stream, negotiated, origin) = answer_request(stream, req, leftover, options).await?;
+    Ok(Socket::with_connection(
+        stream,
+        Role::Server,
+        negotiated,
+        options.socket.clone(),
+        req.uri().to_string(),
+        origin,
+    ))
+}
+
+/// [`accept_request`] for a server that serves the connection from one task: the socket
+/// comes back as an [`OwnedSocket`], which does its own I/O.
+///
+/// Cancel safety: dropping the future drops the connection.
+pub async fn accept_request_owned(
+    stream: WsStream,
+    req: &http::Request<()>,
+    leftover: BytesMut,
+    options: &AcceptOptions,
+) -> Result<OwnedSocket> {
+    let (stream, negotiated, _) = answer_request(stream, req, leftover, options).await?;
+    Ok(OwnedSocket::new(
+        stream,
+        Role::Server,
+        negotiated,
+        &options.socket,
+    ))
+}
+
+/// Answers an upgrade request (101, or the refusal, which is also returned as the error):
+/// the handshaken stream, what was negotiated and the client's origin ("" when none).
+async fn answer_request(
+    mut stream: WsStream,
+    req: &http::Request<()>,
+    leftover: BytesMut,
+    options: &AcceptOptions,
+) -> Result<(WsStream, Negotiated, String)> {
     let up = match handshake::check_request(req) {
         Ok(up) => up,
         Err(e) => {
@@ -531,13 +569,5 @@ pub async fn accept_request_with_connection(
     write_all(&mut stream, &out).await?;
     let _ = stream.set_nodelay(true);
     let stream = WsStream::new(stream.into_inner(), leftover);
-    let origin = up.origin.unwrap_or_default();
-    Ok(Socket::with_connection(
-        stream,
-        Role::Server,
-        negotiated,
-        options.socket.clone(),
-        req.uri().to_string(),
-        origin,
-    ))
+    Ok((stream, negotiated, up.origin.unwrap_or_default()))
 }

@@ -33,8 +33,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wsx::hub::Hub;
 use wsx::proto::handshake::{write_response, HandshakeLimits};
-use wsx::server::{accept_request_with_connection, read_request};
-use wsx::{AcceptOptions, CloseCode, Connection, OpCode, Socket, SocketConfig, WsStream};
+use wsx::server::{accept_request_owned, accept_request_with_connection, read_request};
+use wsx::{
+    AcceptOptions, CloseCode, CloseEvent, CloseHandle, Connection, OpCode, OwnedSocket, Socket,
+    SocketConfig, WsStream,
+};
 
 use crate::rooms;
 
@@ -227,13 +230,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let _ = stop.send(true);
     let open = server.registry.close_all();
-    info!(open = open.len(), "closing open connections with 1001");
-    let all_closed = async {
-        for socket in &open {
-            socket.closed().await;
-        }
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
+    info!(open, "closing open connections with 1001");
+    if tokio::time::timeout(SHUTDOWN_GRACE, server.registry.all_closed())
         .await
         .is_err()
     {
@@ -496,6 +494,19 @@ impl Server {
                 return None;
             }
         };
+        if joined.is_none() {
+            // An echo: served from its own task by an owned socket (no shared state).
+            let socket = match accept_request_owned(stream, &req, leftover, &self.options).await {
+                Ok(socket) => socket,
+                Err(e) => {
+                    info!(%peer, %path, error = %e, "upgrade refused");
+                    return None;
+                }
+            };
+            let opened = Opened { joined, peer, path };
+            tokio::spawn(self.run_echo(socket, opened, slot));
+            return None;
+        }
         let (socket, connection) =
             match accept_request_with_connection(stream, &req, leftover, &self.options).await {
                 Ok(opened) => opened,
@@ -509,6 +520,31 @@ impl Server {
             connection,
             self.run_socket(socket, opened, slot, "http/1.1"),
         ))
+    }
+
+    /// Runs an HTTP/1.1 echo until it closes (as [`Server::run_socket`] does for a shared
+    /// socket).
+    #[allow(clippy::manual_async_fn)]
+    fn run_echo(
+        self: Arc<Self>,
+        mut socket: OwnedSocket,
+        opened: Opened,
+        slot: Slot,
+    ) -> impl Future<Output = ()> {
+        async move {
+            let _slot = slot;
+            let (peer, path) = (opened.peer, &opened.path);
+            let extensions = socket.extensions();
+            info!(%peer, %path, extensions, over = "http/1.1", "open");
+            let handle = socket.close_handle();
+            let registered = self.registry.insert(Member::Owned(handle.clone()));
+            if registered.is_none() {
+                // Shutdown began while this one was upgrading.
+                Member::Owned(handle).going_away();
+            }
+            let ev = echo_owned(&mut socket).await;
+            info!(%peer, %path, code = ev.code, reason = %ev.reason, clean = ev.clean, "close");
+        }
     }
 
     /// Whether an upgrade to `uri` may go ahead, over either HTTP version: its room name (400),
@@ -558,9 +594,10 @@ impl Server {
             let _slot = slot;
             let extensions = socket.extensions();
             info!(peer = %opened.peer, path = %opened.path, extensions, over, "open");
-            let Some(_registered) = self.registry.insert(&socket) else {
+            let member = Member::Shared(socket.clone());
+            let Some(_registered) = self.registry.insert(member) else {
                 // Shutdown began while this one was upgrading.
-                going_away(&socket);
+                Member::Shared(socket.clone()).going_away();
                 socket.closed().await;
                 return;
             };
@@ -673,9 +710,23 @@ async fn echo(socket: &Socket) {
     }
 }
 
-/// Starts closing `socket` with 1001 (a socket already closing ignores it).
-fn going_away(socket: &Socket) {
-    socket.close(CloseCode::GOING_AWAY, "server shutting down");
+/// [`echo`] on an owned socket; returns how the connection ended.
+async fn echo_owned(socket: &mut OwnedSocket) -> CloseEvent {
+    loop {
+        match socket.recv().await {
+            // (A send that fails finds the socket closing: receiving runs the close to its end.)
+            Ok(msg) if matches!(msg.kind(), OpCode::Text | OpCode::Binary) => {
+                let _ = socket.send(msg).await;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    socket.close_event().cloned().unwrap_or(CloseEvent {
+        code: wsx::proto::ABNORMAL,
+        reason: String::new(),
+        clean: false,
+    })
 }
 
 /// Whether a request asks for a WebSocket upgrade (then the library validates the rest and
@@ -931,52 +982,87 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct Registry {
     inner: Arc<Mutex<RegistryInner>>,
+    /// Told when the last socket leaves after shutdown began.
+    emptied: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default)]
 struct RegistryInner {
     next: u64,
     closing: bool,
-    sockets: HashMap<u64, Socket>,
+    sockets: HashMap<u64, Member>,
+}
+
+/// What the registry closes a socket through.
+enum Member {
+    Shared(Socket),
+    Owned(CloseHandle),
+}
+
+impl Member {
+    /// Starts closing with 1001 (a socket already closing ignores it).
+    fn going_away(&self) {
+        const REASON: &str = "server shutting down";
+        match self {
+            Member::Shared(socket) => {
+                socket.close(CloseCode::GOING_AWAY, REASON);
+            }
+            Member::Owned(handle) => handle.close(CloseCode::GOING_AWAY, REASON),
+        }
+    }
 }
 
 /// A registered socket; unregistered on drop.
 struct Registered {
     id: u64,
     inner: Arc<Mutex<RegistryInner>>,
+    emptied: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        lock(&self.inner).sockets.remove(&self.id);
+        let mut reg = lock(&self.inner);
+        reg.sockets.remove(&self.id);
+        if reg.closing && reg.sockets.is_empty() {
+            self.emptied.notify_one();
+        }
     }
 }
 
 impl Registry {
-    /// Registers `socket`; `None` once shutdown has begun.
-    fn insert(&self, socket: &Socket) -> Option<Registered> {
+    /// Registers a socket; `None` once shutdown has begun.
+    fn insert(&self, member: Member) -> Option<Registered> {
         let mut reg = lock(&self.inner);
         if reg.closing {
             return None;
         }
         let id = reg.next;
         reg.next += 1;
-        reg.sockets.insert(id, socket.clone());
+        reg.sockets.insert(id, member);
         Some(Registered {
             id,
             inner: self.inner.clone(),
+            emptied: self.emptied.clone(),
         })
     }
 
-    /// Refuses further sockets, starts closing every open one with 1001 and returns them.
-    fn close_all(&self) -> Vec<Socket> {
+    /// Refuses further sockets and starts closing every open one with 1001; returns how many
+    /// were open.
+    fn close_all(&self) -> usize {
         let mut reg = lock(&self.inner);
         reg.closing = true;
-        let open: Vec<Socket> = reg.sockets.values().cloned().collect();
-        drop(reg);
-        for socket in &open {
-            going_away(socket);
+        for member in reg.sockets.values() {
+            member.going_away();
         }
-        open
+        reg.sockets.len()
+    }
+
+    /// Waits until every registered socket has ended (after [`Registry::close_all`]).
+    async fn all_closed(&self) {
+        if lock(&self.inner).sockets.is_empty() {
+            return;
+        }
+        // (`notify_one` keeps its permit when the last one left before this waits.)
+        self.emptied.notified().await;
     }
 }

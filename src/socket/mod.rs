@@ -11,7 +11,9 @@
 //!   through the driver; the sends that find a write in progress leave their frames to it, so a
 //!   burst goes out in one vectored write. Every byte leaves from the head of one queue, in order;
 //! - `callbacks.rs`: `on_message` and friends, on the same receive path as [`Socket::recv`];
-//! - `split.rs`: the `Stream` and `Sink` halves; `config.rs`; `prepared.rs`.
+//! - `split.rs`: the `Stream` and `Sink` halves; `config.rs`; `prepared.rs`;
+//! - `io.rs`: the read buffer, the writer and the timer, shared with `owned.rs`: the
+//!   [`OwnedSocket`], which serves a connection from one task with no shared state.
 //!
 //! Locks: the core sits under one mutex, taken once per call; the transport's write half sits
 //! under another that application tasks only ever try (`try_lock`), so no task waits on a
@@ -26,6 +28,8 @@ mod callbacks;
 mod config;
 mod connection;
 mod driver;
+mod io;
+mod owned;
 mod prepared;
 mod split;
 
@@ -48,11 +52,12 @@ use crate::transport::WsStream;
 pub use crate::proto::{CloseEvent, ErrorEvent};
 pub use config::{Negotiated, SocketConfig};
 pub use connection::{Connection, RunWith};
+pub use owned::{CloseHandle, OwnedSocket};
 pub use prepared::PreparedMessage;
 pub use split::{SocketReader, SocketWriter};
 
 use callbacks::Callbacks;
-use driver::Writer;
+use io::Writer;
 
 /// Tasks waiting for one thing. Nearly always one task waits, so the first one is kept apart
 /// (no vector to walk or drain per message).
@@ -702,20 +707,22 @@ fn poll_recv_locked(inner: &Inner, sh: &mut Shared, cx: &Context<'_>) -> Poll<Re
         // An answer to the peer's CLOSE (or our failure) to write.
         inner.notify_driver();
     }
-    if let Some(closed) = sh.proto.close_event() {
-        return Poll::Ready(Err(match sh.proto.error() {
-            Some(e) if !closed.clean => Error::Closed {
-                code: e.code,
-                reason: e.reason.clone(),
-            },
-            _ => Error::Closed {
-                code: closed.code,
-                reason: closed.reason.clone(),
-            },
-        }));
+    if sh.proto.close_event().is_some() {
+        return Poll::Ready(Err(closed_error(&sh.proto)));
     }
     sh.recv_wakers.register(cx.waker());
     Poll::Pending
+}
+
+/// What receiving returns once the connection is CLOSED: the close code and reason, or the
+/// error's when it failed.
+fn closed_error(proto: &Protocol) -> Error {
+    let (code, reason) = match (proto.close_event(), proto.error()) {
+        (Some(closed), Some(e)) if !closed.clean => (e.code, e.reason.clone()),
+        (Some(closed), _) => (closed.code, closed.reason.clone()),
+        (None, _) => (crate::proto::ABNORMAL, String::new()),
+    };
+    Error::Closed { code, reason }
 }
 
 /// The connection is CLOSED: wakes everyone waiting on it.

@@ -1,0 +1,346 @@
+//! [`OwnedSocket`]: a connection owned by one task, which does its I/O itself.
+//!
+//! [`super::Socket`] is shared: any number of handles and tasks use it at once, so its state
+//! sits behind a lock and its I/O runs in a driver that hands messages over. When one task does
+//! everything with a connection (an echo, a proxy, a request/response loop), none of that is
+//! needed: `recv` and `send` take `&mut self`, read and write the transport themselves and call
+//! the protocol core directly. The same core decides everything (PINGs answered, the close
+//! handshake, limits, timers), the same read buffer and writer move the bytes.
+
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
+
+use super::io::{ReadBuffer, Timer, Writer};
+use super::{closed_error, compression_of, now, Negotiated, SocketConfig};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::proto::{CloseCode, CloseEvent, CloseFrame, OpCode, Protocol, ReadyState, Role};
+use crate::transport::{ReadHalf, WsStream};
+
+/// A WebSocket connection owned by one task: [`OwnedSocket::recv`] and [`OwnedSocket::send`]
+/// take `&mut self` and do the reading and writing themselves, with no lock, no second task and
+/// no hand-over between them. The cheapest way to serve a connection from one task; use
+/// [`super::Socket`] to share a connection between tasks or to use callbacks.
+///
+/// The connection is served while one of its methods is awaited: PINGs are answered, the close
+/// handshake completes and its timers run inside [`OwnedSocket::recv`] (and
+/// [`OwnedSocket::close`]), so a task that stops receiving stops serving the connection, as
+/// with any socket owned by one task. Dropping it closes the transport at once; to end
+/// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`].
+pub struct OwnedSocket {
+    proto: Protocol,
+    read: Option<ReadHalf>,
+    rbuf: ReadBuffer,
+    writer: Writer,
+    timer: Timer,
+    /// The backlog last reported to the core.
+    reported: usize,
+    write_limit: usize,
+    close_request: Option<Arc<CloseRequest>>,
+    negotiated_protocol: String,
+    extensions: String,
+}
+
+impl std::fmt::Debug for OwnedSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedSocket")
+            .field("role", &self.proto.role())
+            .field("ready_state", &self.proto.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A close asked for from elsewhere ([`CloseHandle`]).
+#[derive(Default)]
+struct CloseRequest {
+    asked: AtomicBool,
+    frame: Mutex<Option<(CloseCode, String)>>,
+    waker: AtomicWaker,
+}
+
+/// Starts closing an [`OwnedSocket`] from another task (a server shutting down, say); see
+/// [`OwnedSocket::close_handle`]. Cloning gives another handle to the same socket.
+#[derive(Clone)]
+pub struct CloseHandle {
+    request: Arc<CloseRequest>,
+}
+
+impl std::fmt::Debug for CloseHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloseHandle").finish_non_exhaustive()
+    }
+}
+
+impl CloseHandle {
+    /// Asks the socket to close with `code` and `reason`: its task sends the CLOSE the next
+    /// time it is served (at once if it waits in `recv`). The first request counts; a socket
+    /// already closing ignores it.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        let mut frame = self.request.frame.lock().unwrap_or_else(|p| p.into_inner());
+        if frame.is_none() && !self.request.asked.load(Ordering::Acquire) {
+            *frame = Some((code, reason.to_owned()));
+        }
+        drop(frame);
+        self.request.asked.store(true, Ordering::Release);
+        self.request.waker.wake();
+    }
+}
+
+impl OwnedSocket {
+    /// An OPEN socket over a handshaken stream (as [`super::Socket::with_connection`], without
+    /// the shared state).
+    pub fn new(
+        stream: WsStream,
+        role: Role,
+        negotiated: Negotiated,
+        config: &SocketConfig,
+    ) -> OwnedSocket {
+        let mut proto = Protocol::new(role, config.protocol());
+        #[cfg(feature = "deflate")]
+        if let Some(params) = negotiated.deflate {
+            proto.enable_deflate(params, &negotiated.deflate_config);
+        }
+        proto.open(now());
+        let (transport, prefix) = stream.into_parts();
+        let (read, write) = transport.split();
+        let mut writer = Writer::default();
+        writer.attach(write);
+        OwnedSocket {
+            proto,
+            read: Some(read),
+            rbuf: ReadBuffer::new(prefix),
+            writer,
+            timer: Timer::default(),
+            reported: 0,
+            write_limit: config.write_buffer_limit,
+            close_request: None,
+            negotiated_protocol: negotiated.protocol.unwrap_or_default(),
+            extensions: negotiated.extensions,
+        }
+    }
+
+    /// Which end this socket is.
+    pub fn role(&self) -> Role {
+        self.proto.role()
+    }
+
+    /// The current state.
+    pub fn ready_state(&self) -> ReadyState {
+        self.proto.state()
+    }
+
+    /// The negotiated subprotocol ("" when none).
+    pub fn protocol(&self) -> &str {
+        &self.negotiated_protocol
+    }
+
+    /// The negotiated `Sec-WebSocket-Extensions` ("" when none).
+    pub fn extensions(&self) -> &str {
+        &self.extensions
+    }
+
+    /// How the connection ended, once it is CLOSED.
+    pub fn close_event(&self) -> Option<&CloseEvent> {
+        self.proto.close_event()
+    }
+
+    /// A handle that starts the close from another task ([`CloseHandle::close`]).
+    pub fn close_handle(&mut self) -> CloseHandle {
+        let request = self.close_request.get_or_insert_with(Arc::default).clone();
+        CloseHandle { request }
+    }
+
+    /// Receives the next message, serving the connection meanwhile (see [`OwnedSocket`]). At
+    /// the end of the connection it returns [`Error::Closed`] with the close code and reason
+    /// (the error's, if it failed).
+    ///
+    /// Cancel safety: cancel-safe; a message is taken only by a call that returns it.
+    pub async fn recv(&mut self) -> Result<Message> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message (see [`OwnedSocket::recv`]).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message>> {
+        loop {
+            if let Some(m) = self.proto.next_message() {
+                return Poll::Ready(Ok(Message::from_received(m)));
+            }
+            self.take_close_request(cx);
+            // No message waits: act on a waiting end (an error, the peer's CLOSE).
+            let t = match self.proto.last_time() {
+                Some(t) if !self.proto.event_needs_time() => t,
+                _ => now(),
+            };
+            while self.proto.poll_event(t).is_some() {}
+            self.poll_write(cx);
+            if self.proto.state() == ReadyState::Closed {
+                self.finish();
+                return Poll::Ready(Err(closed_error(&self.proto)));
+            }
+            let deadline = self.proto.poll_timeout();
+            self.timer.set(deadline);
+            if self.timer.poll_due(cx) {
+                self.proto.handle_timeout(now());
+                if self.proto.poll_timeout() != deadline {
+                    continue;
+                }
+            }
+            if !self.proto.wants_read() {
+                return Poll::Pending;
+            }
+            let Some(io) = self.read.as_mut() else {
+                return Poll::Pending;
+            };
+            match self.rbuf.poll_read(io, cx) {
+                Poll::Ready(Ok(0)) => self.proto.receive_eof(now()),
+                Poll::Ready(Ok(_)) => {
+                    let had = self.rbuf.buf.len();
+                    let delivered = self.proto.receive_data_with(&mut self.rbuf.buf, now);
+                    let wanted = self.proto.bytes_wanted(&self.rbuf.buf);
+                    self.rbuf.decoded(had, delivered, wanted);
+                }
+                Poll::Ready(Err(e)) => self.proto.transport_error(&e.to_string()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Sends a message: a `&str`/`String` as TEXT, bytes as BINARY, or a whole [`Message`]
+    /// (TEXT, BINARY, PING, PONG, or CLOSE, which starts the close as [`OwnedSocket::close`]
+    /// does without waiting). The frame is written at once when the transport takes it; what
+    /// it does not take yet is written by the next call. Waits while more than the write
+    /// buffer limit is unwritten.
+    ///
+    /// Cancel safety: dropping the future before it completes sends nothing.
+    /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
+    pub fn send(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
+        let mut slot = Some(msg.into());
+        poll_fn(move |cx| self.poll_send(cx, &mut slot))
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>, slot: &mut Option<Message>) -> Poll<Result<()>> {
+        if !self.proto.can_send() {
+            let state = match self.proto.state() {
+                ReadyState::Open => ReadyState::Closing,
+                other => other,
+            };
+            return Poll::Ready(Err(Error::NotOpen(state)));
+        }
+        if self.unwritten() >= self.write_limit.max(1) {
+            self.poll_write(cx);
+            if self.unwritten() >= self.write_limit.max(1) {
+                return Poll::Pending;
+            }
+        }
+        let Some(msg) = slot.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        if msg.kind() == OpCode::Close {
+            let frame = CloseFrame::parse(msg.body())?;
+            let (code, reason) =
+                frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
+            self.proto.close(code, &reason, now());
+            self.poll_write(cx);
+            return Poll::Ready(Ok(()));
+        }
+        let compression = compression_of(&msg);
+        self.proto.send(msg.kind(), msg.into_body(), compression)?;
+        if self.writer.idle() {
+            // Nothing waits ahead of it (the usual case): one write, no waker to register.
+            self.writer.take_from(&mut self.proto);
+            if self.writer.write_now() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        self.poll_write(cx);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Waits until everything sent so far has been handed to the transport.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| {
+            self.poll_write(cx);
+            if self.unwritten() == 0 || self.proto.state() == ReadyState::Closed {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Closes the connection: sends a CLOSE with `code` and `reason` (cut to 123 bytes) and
+    /// serves the connection until it is CLOSED (messages that still arrive are dropped), then
+    /// returns how it ended. Closing twice, or after the peer closed, sends nothing more.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> CloseEvent {
+        self.proto.close(code, reason, now());
+        while self.recv().await.is_ok() {}
+        self.proto.close_event().cloned().unwrap_or(CloseEvent {
+            code: crate::proto::ABNORMAL,
+            reason: String::new(),
+            clean: false,
+        })
+    }
+
+    /// Bytes sent and not yet accepted by the transport.
+    fn unwritten(&self) -> usize {
+        self.proto.output_len() + self.writer.unwritten()
+    }
+
+    /// A close asked for through a [`CloseHandle`] starts now; while none is, `cx` is woken
+    /// when one is.
+    fn take_close_request(&mut self, cx: &Context<'_>) {
+        let Some(request) = self.close_request.as_ref() else {
+            return;
+        };
+        request.waker.register(cx.waker());
+        if !request.asked.load(Ordering::Acquire) {
+            return;
+        }
+        let frame = request
+            .frame
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((code, reason)) = frame {
+            self.proto.close(code, &reason, now());
+        }
+    }
+
+    /// Writes what the core queued (and what waited), shuts the write side when the core
+    /// wants it, and tells the core what the writes did.
+    fn poll_write(&mut self, cx: &mut Context<'_>) {
+        if self.proto.has_output() {
+            self.writer.take_from(&mut self.proto);
+        }
+        let shutdown = self.proto.wants_shutdown();
+        if self.writer.is_drained() && !shutdown && self.reported == 0 {
+            return;
+        }
+        let progressed = match self.writer.poll_write_out(cx) {
+            Ok(progressed) => progressed,
+            Err(e) => {
+                self.proto.transport_error(&e.to_string());
+                return;
+            }
+        };
+        let backlog = self.writer.backlog();
+        self.reported = backlog;
+        self.proto.on_write(backlog, progressed, now());
+        if self.proto.wants_shutdown() && self.writer.is_drained() && self.writer.poll_shutdown(cx)
+        {
+            self.proto.write_shutdown();
+        }
+    }
+
+    /// The connection is CLOSED: the transport goes (both halves).
+    fn finish(&mut self) {
+        self.read = None;
+        self.writer.detach();
+        self.rbuf.buf = bytes::BytesMut::new();
+    }
+}
