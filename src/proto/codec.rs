@@ -285,12 +285,10 @@ impl Decoder {
         if h.opcode == OpCode::Text && simdutf8::basic::from_utf8(&buf[..len]).is_err() {
             return Err(ProtocolError::InvalidUtf8);
         }
-        // As in `progress_frame`: a frame that ends the buffer takes it whole.
-        let payload = if buf.len() == len {
-            std::mem::take(buf)
-        } else {
-            buf.split_to(len)
-        };
+        // Split off even when the frame ends the buffer: the caller keeps the rest (an empty
+        // view of the same allocation), and can reuse the allocation once the message is gone
+        // instead of allocating for the next small read.
+        let payload = buf.split_to(len);
         Ok(Some(Incoming::Message(Received {
             opcode: h.opcode,
             payload: payload.freeze(),

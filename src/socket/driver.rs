@@ -153,8 +153,8 @@ impl State {
         self.rbuf.decoded(had, delivered, wanted);
         let deadline = proto.poll_timeout();
         let closed = proto.state() == ReadyState::Closed;
-        if self.rbuf.buf.capacity() != self.read_capacity {
-            self.read_capacity = self.rbuf.buf.capacity();
+        if self.rbuf.held() != self.read_capacity {
+            self.read_capacity = self.rbuf.held();
             inner
                 .read_buffer
                 .store(self.read_capacity, Ordering::Relaxed);

@@ -30,6 +30,10 @@ const READ_SLACK: usize = 1024;
 /// buffer move to a buffer of their own, so that a few bytes of the next frame do not keep the
 /// previous message's large allocation alive.
 const COMPACT_BELOW: usize = 16 * 1024;
+/// A read buffer at most this large is kept once everything in it is decoded (an empty view of
+/// its allocation): when the messages cut out of it are gone by the next read (an echo, a
+/// request answered), that read reuses it instead of allocating. Larger ones are given back.
+const KEEP_SMALL: usize = 2048;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -209,17 +213,31 @@ pub(super) struct ReadBuffer {
     /// buffer holds: bytes that really arrived, so the next message is read straight into a
     /// buffer that large (one read, no copy). A read that brings much less forgets it.
     read_hint: usize,
+    /// The size of the allocation `buf` views (0: none).
+    allocated: usize,
 }
 
 impl ReadBuffer {
     /// A buffer holding `prefix` (bytes read past the handshake).
     pub(super) fn new(prefix: BytesMut) -> ReadBuffer {
+        // (An empty prefix may still hold the handshake's buffer.)
+        let prefix = if prefix.is_empty() {
+            BytesMut::new()
+        } else {
+            prefix
+        };
         ReadBuffer {
+            allocated: prefix.capacity(),
             buf: prefix,
             wanted: 1,
             filled: false,
             read_hint: 0,
         }
+    }
+
+    /// Bytes of memory the buffer holds (for [`super::Socket::memory_usage`]).
+    pub(super) fn held(&self) -> usize {
+        self.allocated.max(self.buf.capacity())
     }
 
     /// Reads from `io` into the buffer, sized as described on [`ReadBuffer`].
@@ -236,16 +254,19 @@ impl ReadBuffer {
                 return Poll::Ready(Err(e));
             }
             self.buf.reserve(self.read_hint + READ_SLACK);
+            self.allocated = self.buf.capacity();
             let room = self.buf.capacity();
             let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
             let n = self.buf.len();
             if n == 0 {
                 // Nothing came (yet): the buffer goes back.
                 self.buf = BytesMut::new();
+                self.allocated = 0;
             } else if n.saturating_mul(4) < self.read_hint {
                 // Much less came than the hint promised: keep only what came, in a buffer of
                 // its size, and grow from there with what arrives.
                 self.buf = BytesMut::from(&self.buf[..]);
+                self.allocated = self.buf.capacity();
                 self.read_hint = 0;
                 self.filled = false;
             } else {
@@ -267,12 +288,14 @@ impl ReadBuffer {
                     if n > 0 {
                         // A full stack buffer: more is waiting (growth's floor for a full read).
                         let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
-                        if self.buf.capacity() == 0 {
+                        if self.allocated == 0 {
                             // (Allocating outright is cheaper than growing an empty buffer.)
                             self.buf = BytesMut::with_capacity(n + more);
                         } else {
+                            // A kept buffer: reused when no message holds it any more.
                             self.buf.reserve(n + more);
                         }
+                        self.allocated = self.buf.capacity();
                         self.buf.extend_from_slice(data);
                     }
                     // The step for a full read is taken here already.
@@ -288,6 +311,7 @@ impl ReadBuffer {
         if self.filled || spare < READ_MIN {
             self.buf
                 .reserve(growth(len, self.wanted, self.filled) + READ_SLACK);
+            self.allocated = self.allocated.max(self.buf.capacity());
         }
         let room = self.buf.capacity() - self.buf.len();
         let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
@@ -311,9 +335,10 @@ impl ReadBuffer {
             };
         }
         if self.buf.is_empty() {
-            if self.buf.capacity() > 0 {
+            if self.allocated > KEEP_SMALL {
                 // Everything is decoded: give the buffer back (messages keep their own slices).
                 self.buf = BytesMut::new();
+                self.allocated = 0;
             }
         } else if delivered > 0 && self.buf.len() <= COMPACT_BELOW {
             // The rest would keep the allocation of the messages cut out of it alive. It moves
@@ -323,6 +348,7 @@ impl ReadBuffer {
                 BytesMut::with_capacity(len + growth(len, self.wanted, self.filled) + READ_SLACK);
             rest.extend_from_slice(&self.buf);
             self.buf = rest;
+            self.allocated = self.buf.capacity();
             self.filled = false;
         }
     }

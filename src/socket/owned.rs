@@ -77,11 +77,11 @@ impl std::fmt::Debug for CloseHandle {
 
 impl CloseHandle {
     /// Asks the socket to close with `code` and `reason`: its task sends the CLOSE the next
-    /// time it is served (at once if it waits in `recv`). The first request counts; a socket
-    /// already closing ignores it.
+    /// time it is served (at once if it waits in `recv`). A socket already closing ignores
+    /// it.
     pub fn close(&self, code: CloseCode, reason: &str) {
         let mut frame = self.request.frame.lock().unwrap_or_else(|p| p.into_inner());
-        if frame.is_none() && !self.request.asked.load(Ordering::Acquire) {
+        if frame.is_none() {
             *frame = Some((code, reason.to_owned()));
         }
         drop(frame);
@@ -169,13 +169,12 @@ impl OwnedSocket {
             if let Some(m) = self.proto.next_message() {
                 return Poll::Ready(Ok(Message::from_received(m)));
             }
-            self.take_close_request(cx);
-            // No message waits: act on a waiting end (an error, the peer's CLOSE).
-            let t = match self.proto.last_time() {
-                Some(t) if !self.proto.event_needs_time() => t,
-                _ => now(),
-            };
-            while self.proto.poll_event(t).is_some() {}
+            self.take_close_request();
+            if self.proto.event_needs_time() {
+                // No message waits: act on a waiting end (an error, the peer's CLOSE).
+                let t = now();
+                while self.proto.poll_event(t).is_some() {}
+            }
             self.poll_write(cx);
             if self.proto.state() == ReadyState::Closed {
                 self.finish();
@@ -190,10 +189,10 @@ impl OwnedSocket {
                 }
             }
             if !self.proto.wants_read() {
-                return Poll::Pending;
+                return self.pending(cx);
             }
             let Some(io) = self.read.as_mut() else {
-                return Poll::Pending;
+                return self.pending(cx);
             };
             match self.rbuf.poll_read(io, cx) {
                 Poll::Ready(Ok(0)) => self.proto.receive_eof(now()),
@@ -204,9 +203,21 @@ impl OwnedSocket {
                     self.rbuf.decoded(had, delivered, wanted);
                 }
                 Poll::Ready(Err(e)) => self.proto.transport_error(&e.to_string()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return self.pending(cx),
             }
         }
+    }
+
+    /// Nothing to do until the transport or a timer wakes `cx`, or a [`CloseHandle`] does.
+    fn pending<T>(&self, cx: &Context<'_>) -> Poll<T> {
+        if let Some(request) = self.close_request.as_ref() {
+            request.waker.register(cx.waker());
+            if request.asked.load(Ordering::Acquire) {
+                // Asked for since it was last looked at.
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
     }
 
     /// Sends a message: a `&str`/`String` as TEXT, bytes as BINARY, or a whole [`Message`]
@@ -291,14 +302,12 @@ impl OwnedSocket {
         self.proto.output_len() + self.writer.unwritten()
     }
 
-    /// A close asked for through a [`CloseHandle`] starts now; while none is, `cx` is woken
-    /// when one is.
-    fn take_close_request(&mut self, cx: &Context<'_>) {
+    /// A close asked for through a [`CloseHandle`] starts now.
+    fn take_close_request(&mut self) {
         let Some(request) = self.close_request.as_ref() else {
             return;
         };
-        request.waker.register(cx.waker());
-        if !request.asked.load(Ordering::Acquire) {
+        if !request.asked.swap(false, Ordering::AcqRel) {
             return;
         }
         let frame = request
