@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite against wsx: the echo server (wstest fuzzingclient) and the client
-# (wstest fuzzingserver), then checks that every case is OK.
+# Runs the Autobahn|Testsuite against wsx: the echo server (wstest fuzzingclient), once on
+# `Socket` and once on `OwnedSocket` (`echo_server --owned`, the way `wsx serve` echoes), and the
+# client (wstest fuzzingserver), then checks that every case is OK.
 #
 # usage: scripts/autobahn.sh [server|client|all]        (default: all)
 #
@@ -11,10 +12,10 @@
 #   AUTOBAHN_EXCLUDE   JSON list body of case patterns to skip while iterating, e.g.
 #                      '"12.*", "13.*"' (default: none; the full suite is 517 cases)
 #   AUTOBAHN_PORT      port for the server under test (default 9001); the client mode's
-#                      fuzzingserver listens on the next port
+#                      fuzzingserver listens on the next port, the owned server on the one after
 #
-# `all` runs the two modes at once: each wstest is one single-threaded Python process, so on two
-# cores the pair takes about as long as the slower one alone.
+# The runs go at once (`server`: both servers; `all`: both and the client): each wstest is one
+# single-threaded Python process that mostly waits on the cases' timers.
 #
 # Fails (non-zero) if any case is not OK (FAILED, UNIMPLEMENTED, NON-STRICT, INFORMATIONAL) or
 # has a close behaviour other than OK, or if a run was cut short.
@@ -31,6 +32,7 @@ TIMEOUT=${AUTOBAHN_TIMEOUT:-30m}
 EXCLUDE=${AUTOBAHN_EXCLUDE:-}
 SERVER_PORT=${AUTOBAHN_PORT:-9001}
 CLIENT_PORT=$((SERVER_PORT + 1))
+OWNED_PORT=$((SERVER_PORT + 2))
 if [ -n "$EXCLUDE" ]; then MIN_CASES=${AUTOBAHN_MIN_CASES:-1}; else MIN_CASES=517; fi
 
 cd "$REPO"
@@ -85,11 +87,12 @@ check_report() { # label dir
 }
 
 # Each mode prints its lines and exits non-zero when a case is not OK; `all` runs both at once.
-run_server() {
-  local dir=$RUN_DIR/server start end rc=0 status=0 PORT=$SERVER_PORT
+run_server() { # socket|owned
+  local dir=$RUN_DIR/server start end rc=0 status=0 PORT=$SERVER_PORT flag=""
+  if [ "$1" = owned ]; then dir=$RUN_DIR/server-owned PORT=$OWNED_PORT flag=--owned; fi
   mkdir -p "$dir"
   port_free "$PORT"
-  "$BIN/echo_server" "127.0.0.1:$PORT" >"$dir/echo_server.log" 2>&1 &
+  "$BIN/echo_server" $flag "127.0.0.1:$PORT" >"$dir/echo_server.log" 2>&1 &
   local server_pid=$!
   trap "kill $server_pid 2>/dev/null || true" EXIT
   trap 'exit 143' INT TERM
@@ -103,15 +106,15 @@ run_server() {
   "exclude-agent-cases": {}
 }
 JSON
-  echo "== server: wstest fuzzingclient -> echo_server (timeout $TIMEOUT)"
+  echo "== server ($1): wstest fuzzingclient -> echo_server $flag (timeout $TIMEOUT)"
   start=$(date +%s)
   (cd "$dir" && timeout "$TIMEOUT" "$WSTEST" -m fuzzingclient -s fuzzingclient.json >wstest.log 2>&1) || rc=$?
   end=$(date +%s)
   kill "$server_pid" 2>/dev/null || true
   wait "$server_pid" 2>/dev/null || true
   [ $rc -eq 0 ] || echo "wstest fuzzingclient exited with $rc (124: timeout)" >&2
-  echo "== server: wall time $((end - start)) s"
-  check_report server "$dir/reports" || status=1
+  echo "== server ($1): wall time $((end - start)) s"
+  check_report "server ($1)" "$dir/reports" || status=1
   [ $rc -eq 0 ] || status=1
   return $status
 }
@@ -149,22 +152,28 @@ JSON
 
 STATUS=0
 case "$MODE" in
-  server) run_server || STATUS=1 ;;
-  client) run_client || STATUS=1 ;;
-  all)
-    # Both at once, each in a subshell with its own log, printed when both are done.
-    (run_server) >"$RUN_DIR/server.out" 2>&1 &
-    SERVER_JOB=$!
-    PIDS+=("$SERVER_JOB")
-    (run_client) >"$RUN_DIR/client.out" 2>&1 &
-    CLIENT_JOB=$!
-    PIDS+=("$CLIENT_JOB")
-    wait "$SERVER_JOB" || STATUS=1
-    wait "$CLIENT_JOB" || STATUS=1
-    PIDS=()
-    cat "$RUN_DIR/server.out" "$RUN_DIR/client.out"
-    ;;
+  server) RUNS="server_socket server_owned" ;;
+  client) RUNS="client" ;;
+  all) RUNS="server_socket server_owned client" ;;
 esac
+# Each run in a subshell with its own log, printed when all are done.
+JOBS=()
+for run in $RUNS; do
+  case "$run" in
+    server_socket) (run_server socket) >"$RUN_DIR/$run.out" 2>&1 & ;;
+    server_owned) (run_server owned) >"$RUN_DIR/$run.out" 2>&1 & ;;
+    client) (run_client) >"$RUN_DIR/$run.out" 2>&1 & ;;
+  esac
+  JOBS+=($!)
+  PIDS+=($!)
+done
+for job in "${JOBS[@]}"; do
+  wait "$job" || STATUS=1
+done
+PIDS=()
+for run in $RUNS; do
+  cat "$RUN_DIR/$run.out"
+done
 
 if [ $STATUS -eq 0 ]; then echo "autobahn: every case OK"; else echo "autobahn: NOT all OK"; fi
 exit $STATUS

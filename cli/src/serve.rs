@@ -722,11 +722,7 @@ async fn echo_owned(socket: &mut OwnedSocket) -> CloseEvent {
             Err(_) => break,
         }
     }
-    socket.close_event().cloned().unwrap_or(CloseEvent {
-        code: wsx::proto::ABNORMAL,
-        reason: String::new(),
-        clean: false,
-    })
+    socket.closed().await
 }
 
 /// Whether a request asks for a WebSocket upgrade (then the library validates the rest and

@@ -289,7 +289,14 @@ impl OwnedSocket {
     /// returns how it ended. Closing twice, or after the peer closed, sends nothing more.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> CloseEvent {
         self.proto.close(code, reason, now());
+        self.closed().await
+    }
+
+    /// Serves the connection until it is CLOSED (messages that arrive are dropped) and returns
+    /// how it ended; at once if it already is.
+    pub async fn closed(&mut self) -> CloseEvent {
         while self.recv().await.is_ok() {}
+        // (CLOSED always comes with its close event.)
         self.proto.close_event().cloned().unwrap_or(CloseEvent {
             code: crate::proto::ABNORMAL,
             reason: String::new(),
