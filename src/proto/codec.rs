@@ -25,6 +25,12 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// costs no memory (fragments are appended, not kept as a list) and is cut off here.
 pub const DEFAULT_MAX_FRAGMENTS: usize = 1 << 17;
 
+/// A buffer holding at most this many bytes (its capacity) that a whole frame ends is left in
+/// place, an empty view of its allocation, so that the caller can reuse it for its next read once
+/// the message is dropped; a larger one goes with the message whole (splitting it would allocate
+/// a shared header for the two halves).
+pub const REUSABLE_BUFFER: usize = 256;
+
 /// The most bytes DEFLATE may take to carry `n` bytes: stored blocks add 5 bytes per 65535,
 /// and a compressor's flushes a few more per frame. Bounded generously (n / 1024 + 64): a
 /// compressed frame that carries at most `n` bytes is never refused for its wire size.
@@ -285,10 +291,12 @@ impl Decoder {
         if h.opcode == OpCode::Text && simdutf8::basic::from_utf8(&buf[..len]).is_err() {
             return Err(ProtocolError::InvalidUtf8);
         }
-        // Split off even when the frame ends the buffer: the caller keeps the rest (an empty
-        // view of the same allocation), and can reuse the allocation once the message is gone
-        // instead of allocating for the next small read.
-        let payload = buf.split_to(len);
+        // (See `REUSABLE_BUFFER`.)
+        let payload = if buf.len() == len && buf.capacity() > REUSABLE_BUFFER {
+            std::mem::take(buf)
+        } else {
+            buf.split_to(len)
+        };
         Ok(Some(Incoming::Message(Received {
             opcode: h.opcode,
             payload: payload.freeze(),

@@ -36,7 +36,8 @@ pub(crate) mod utf8;
 pub use close::{CloseCode, CloseFrame, ABNORMAL, MAX_REASON_LEN, NO_STATUS, TLS_FAILED};
 pub use codec::{
     deflate_bound, write_frame, Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy,
-    Output, Received, DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, ZERO_COPY_MIN,
+    Output, Received, DEFAULT_MAX_FRAGMENTS, DEFAULT_MAX_MESSAGE_SIZE, REUSABLE_BUFFER,
+    ZERO_COPY_MIN,
 };
 pub use error::{ProtocolError, SendError};
 pub use frame::{FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1, RSV2, RSV3};

@@ -31,12 +31,12 @@ const READ_SLACK: usize = 1024;
 /// previous message's large allocation alive.
 const COMPACT_BELOW: usize = 16 * 1024;
 /// A read buffer at most this large is kept once everything in it is decoded (an empty view of
-/// its allocation): when the messages cut out of it are gone by the next read (an echo, a
-/// request answered), that read reuses it instead of allocating. Larger ones are given back:
-/// by the connection's next message its own buffer has left the cache, while the allocator
-/// hands out a block freed a moment ago, and past a few cache lines the misses cost more than
-/// the allocation saves.
-const KEEP_SMALL: usize = 256;
+/// its allocation, which the decoder leaves in place): when the messages cut out of it are gone
+/// by the next read (an echo, a request answered), that read reuses it instead of allocating.
+/// Larger ones are given back: by the connection's next message its own buffer has left the
+/// cache, while the allocator hands out a block freed a moment ago, and past a few cache lines
+/// the misses cost more than the allocation saves.
+const KEEP_SMALL: usize = crate::proto::REUSABLE_BUFFER;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
