@@ -419,9 +419,7 @@ impl Socket {
         let compression = compression_of(&msg);
         match msg.kind() {
             OpCode::Close => {
-                let frame = CloseFrame::parse(msg.body())?;
-                let (code, reason) =
-                    frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
+                let (code, reason) = close_args(&msg)?;
                 sh.proto.close(code, &reason, now());
                 drop(sh);
                 self.inner.notify_driver();
@@ -439,12 +437,7 @@ impl Socket {
     /// while the write buffer is over its limit (and `wait`), `None` to go ahead.
     fn admit(&self, sh: &mut Shared, cx: &Context<'_>, wait: bool) -> Option<Poll<Result<()>>> {
         if !sh.proto.can_send() {
-            // Still OPEN but our CLOSE is out: report CLOSING, as `ready_state` soon will.
-            let state = match sh.proto.state() {
-                ReadyState::Open => ReadyState::Closing,
-                other => other,
-            };
-            return Some(Poll::Ready(Err(Error::NotOpen(state))));
+            return Some(Poll::Ready(Err(not_open(&sh.proto))));
         }
         let pending = self.inner.buffered(sh);
         if wait && pending > 0 && pending >= self.inner.write_limit {
@@ -666,6 +659,21 @@ impl Future for Closing<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseEvent> {
         self.socket.poll_closed(cx)
     }
+}
+
+/// Why a message cannot be sent: the state, where still OPEN with our CLOSE out reads as
+/// CLOSING (as `ready_state` soon will).
+fn not_open(proto: &Protocol) -> Error {
+    Error::NotOpen(match proto.state() {
+        ReadyState::Open => ReadyState::Closing,
+        other => other,
+    })
+}
+
+/// The code and reason a CLOSE message asks for (1000 and none when its body is empty).
+fn close_args(msg: &Message) -> Result<(CloseCode, String)> {
+    let frame = CloseFrame::parse(msg.body())?;
+    Ok(frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason)))
 }
 
 /// How a socket may send `msg`: [`Message::set_compress`]`(false)` forbids compression.

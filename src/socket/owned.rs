@@ -15,10 +15,10 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 
 use super::io::{ReadBuffer, Timer, Writer};
-use super::{closed_error, compression_of, now, Negotiated, SocketConfig};
-use crate::error::{Error, Result};
+use super::{close_args, closed_error, compression_of, not_open, now, Negotiated, SocketConfig};
+use crate::error::Result;
 use crate::message::Message;
-use crate::proto::{CloseCode, CloseEvent, CloseFrame, OpCode, Protocol, ReadyState, Role};
+use crate::proto::{CloseCode, CloseEvent, OpCode, Protocol, ReadyState, Role};
 use crate::transport::{ReadHalf, WsStream};
 
 /// A WebSocket connection owned by one task: [`OwnedSocket::recv`] and [`OwnedSocket::send`]
@@ -30,7 +30,7 @@ use crate::transport::{ReadHalf, WsStream};
 /// handshake completes and its timers run inside [`OwnedSocket::recv`] (and
 /// [`OwnedSocket::close`]), so a task that stops receiving stops serving the connection, as
 /// with any socket owned by one task. Dropping it closes the transport at once; to end
-/// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`].
+/// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`](crate::Error::Closed).
 pub struct OwnedSocket {
     proto: Protocol,
     read: Option<ReadHalf>,
@@ -155,7 +155,7 @@ impl OwnedSocket {
     }
 
     /// Receives the next message, serving the connection meanwhile (see [`OwnedSocket`]). At
-    /// the end of the connection it returns [`Error::Closed`] with the close code and reason
+    /// the end of the connection it returns [`Error::Closed`](crate::Error::Closed) with the close code and reason
     /// (the error's, if it failed).
     ///
     /// Cancel safety: cancel-safe; a message is taken only by a call that returns it.
@@ -227,7 +227,7 @@ impl OwnedSocket {
     /// buffer limit is unwritten.
     ///
     /// Cancel safety: dropping the future before it completes sends nothing.
-    /// Errors with [`Error::NotOpen`] unless the socket is OPEN.
+    /// Errors with [`Error::NotOpen`](crate::Error::NotOpen) unless the socket is OPEN.
     pub fn send(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
         let mut slot = Some(msg.into());
         poll_fn(move |cx| self.poll_send(cx, &mut slot))
@@ -235,11 +235,7 @@ impl OwnedSocket {
 
     fn poll_send(&mut self, cx: &mut Context<'_>, slot: &mut Option<Message>) -> Poll<Result<()>> {
         if !self.proto.can_send() {
-            let state = match self.proto.state() {
-                ReadyState::Open => ReadyState::Closing,
-                other => other,
-            };
-            return Poll::Ready(Err(Error::NotOpen(state)));
+            return Poll::Ready(Err(not_open(&self.proto)));
         }
         if self.unwritten() >= self.write_limit.max(1) {
             self.poll_write(cx);
@@ -251,9 +247,7 @@ impl OwnedSocket {
             return Poll::Ready(Ok(()));
         };
         if msg.kind() == OpCode::Close {
-            let frame = CloseFrame::parse(msg.body())?;
-            let (code, reason) =
-                frame.map_or((CloseCode::NORMAL, String::new()), |f| (f.code, f.reason));
+            let (code, reason) = close_args(&msg)?;
             self.proto.close(code, &reason, now());
             self.poll_write(cx);
             return Poll::Ready(Ok(()));
