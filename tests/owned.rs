@@ -264,6 +264,35 @@ async fn owned_socket_send_waits_while_the_peer_does_not_read() {
 }
 
 #[tokio::test]
+async fn owned_socket_send_to_a_peer_that_reads_nothing_ends_at_the_write_timeout() {
+    // A send waiting for a peer that reads nothing must not wait forever: the write-stall
+    // timer runs while it waits and drops the connection (the send then fails).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = AcceptOptions::default().no_deflate();
+    options.socket.write_timeout = Some(Duration::from_millis(300));
+    let addr = serve_owned(options, move |mut socket| {
+        let tx = tx.clone();
+        async move {
+            let body = bytes::Bytes::from(vec![0u8; 64 * 1024]);
+            let result = loop {
+                if let Err(e) = socket.send(body.clone()).await {
+                    break e;
+                }
+            };
+            let _ = tx.send((result, socket.ready_state()));
+        }
+    })
+    .await;
+    let _tcp = raw_client(addr).await;
+    let (err, state) = tokio::time::timeout(LIMIT, rx.recv())
+        .await
+        .expect("a send waited past the write timeout")
+        .unwrap();
+    assert!(matches!(err, Error::NotOpen(_)), "{err:?}");
+    assert_eq!(state, wsx::ReadyState::Closed);
+}
+
+#[tokio::test]
 async fn an_owned_client_talks_to_a_socket_server() {
     let addr = common::echo_server(AcceptOptions::default()).await;
     let options = ConnectOptions {

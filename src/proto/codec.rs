@@ -150,11 +150,19 @@ struct Current {
 pub struct Decoder {
     mask_policy: MaskPolicy,
     limits: Limits,
+    /// The largest payload `whole_frame` takes: 64 KiB or less, within both limits.
+    whole_limit: u64,
     /// Boxed: most connections never compress, and an idle one should stay small.
     inflater: Option<Box<Inflater>>,
     current: Option<Current>,
     assembly: Option<Assembly>,
     utf8: Utf8Validator,
+}
+
+/// The largest payload [`Decoder`] decodes in one step (see `whole_frame`).
+fn whole_limit(limits: &Limits) -> u64 {
+    let limit = limits.max_frame_size.min(limits.max_message_size);
+    u64::try_from(limit).map_or(u64::from(u16::MAX), |l| l.min(u64::from(u16::MAX)))
 }
 
 impl Decoder {
@@ -163,6 +171,7 @@ impl Decoder {
         Decoder {
             mask_policy,
             limits,
+            whole_limit: whole_limit(&limits),
             inflater: None,
             current: None,
             assembly: None,
@@ -185,6 +194,7 @@ impl Decoder {
     /// Changes the limits (takes effect for the next frame).
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+        self.whole_limit = whole_limit(&limits);
     }
 
     /// Whether the decoder is between messages with no frame in flight: EOF here is clean.
@@ -273,13 +283,12 @@ impl Decoder {
             (MaskPolicy::Require, None) | (MaskPolicy::Forbid, Some(_)) => return Ok(None),
             _ => {}
         }
-        let len = match u16::try_from(h.payload_len) {
-            Ok(len) => usize::from(len),
-            Err(_) => return Ok(None),
-        };
-        if len > self.limits.max_frame_size || len > self.limits.max_message_size {
+        if h.payload_len > self.whole_limit {
             return Ok(None);
         }
+        let Ok(len) = u16::try_from(h.payload_len).map(usize::from) else {
+            return Ok(None);
+        };
         // (`pos` is at most 8 and `len` under 64 KiB: no overflow.)
         if buf.len() < pos + len {
             return Ok(None);

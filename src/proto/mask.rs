@@ -7,13 +7,11 @@
 /// bytes of this frame already masked). Applying it twice restores the data.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let shift = offset & 3;
-    let key = [
-        key[shift],
-        key[(shift + 1) & 3],
-        key[(shift + 2) & 3],
-        key[(shift + 3) & 3],
-    ];
+    // The key as it stands at `offset` (a rotation: cheaper than picking bytes).
+    let shift = (offset & 3) as u32;
+    let key = u32::from_le_bytes(key)
+        .rotate_right(8 * shift)
+        .to_le_bytes();
     // Blocks and words are multiples of 4 bytes long, so the key phase is the same at the start
     // of each.
     const BLOCK: usize = 64;

@@ -37,6 +37,8 @@ const COMPACT_BELOW: usize = 16 * 1024;
 /// cache, while the allocator hands out a block freed a moment ago, and past a few cache lines
 /// the misses cost more than the allocation saves.
 const KEEP_SMALL: usize = crate::proto::REUSABLE_BUFFER;
+/// The smallest read buffer allocated for a small read.
+const SMALL_MIN: usize = 64;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
@@ -277,6 +279,16 @@ impl ReadBuffer {
             }
             return poll;
         }
+        if self.buf.is_empty() && self.allocated > 0 && self.buf.try_reclaim(self.allocated) {
+            // The kept small buffer is free again (the messages cut out of it are gone): read
+            // straight into it. A read that fills it grows the buffer from there (`filled`).
+            let room = self.buf.capacity();
+            let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+            if let Poll::Ready(Ok(n)) = poll {
+                self.filled = n >= room;
+            }
+            return poll;
+        }
         if self.buf.is_empty() {
             // Between messages an idle connection holds no read buffer at all (it is given back
             // once everything is decoded): read into the stack (uninitialized: nothing to zero)
@@ -291,13 +303,16 @@ impl ReadBuffer {
                     if n > 0 {
                         // A full stack buffer: more is waiting (growth's floor for a full read).
                         let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
-                        if self.allocated == 0 {
-                            // (Allocating outright is cheaper than growing an empty buffer.)
-                            self.buf = BytesMut::with_capacity(n + more);
+                        // A small read gets a small buffer with room to spare, which is kept
+                        // and read into directly next time (a read that fills its room leaves
+                        // the socket marked readable: one more read to learn it is empty).
+                        let size = if n + more < KEEP_SMALL {
+                            n.saturating_mul(2).clamp(SMALL_MIN, KEEP_SMALL)
                         } else {
-                            // A kept buffer: reused when no message holds it any more.
-                            self.buf.reserve(n + more);
-                        }
+                            n + more
+                        };
+                        // (Allocating outright is cheaper than growing an empty buffer.)
+                        self.buf = BytesMut::with_capacity(size);
                         self.allocated = self.buf.capacity();
                         self.buf.extend_from_slice(data);
                     }

@@ -180,32 +180,45 @@ impl OwnedSocket {
                 self.finish();
                 return Poll::Ready(Err(closed_error(&self.proto)));
             }
-            let deadline = self.proto.poll_timeout();
-            self.timer.set(deadline);
-            if self.timer.poll_due(cx) {
-                self.proto.handle_timeout(now());
-                if self.proto.poll_timeout() != deadline {
-                    continue;
+            if let (true, Some(io)) = (self.proto.wants_read(), self.read.as_mut()) {
+                match self.rbuf.poll_read(io, cx) {
+                    Poll::Ready(Ok(0)) => self.proto.receive_eof(now()),
+                    Poll::Ready(Ok(_)) => {
+                        let had = self.rbuf.buf.len();
+                        let next = self.proto.receive_next(&mut self.rbuf.buf, now);
+                        let wanted = self.proto.bytes_wanted(&self.rbuf.buf);
+                        self.rbuf.decoded(had, usize::from(next.is_some()), wanted);
+                        if let Some(m) = next {
+                            // (Handed straight over: the receive queue is not involved.)
+                            return Poll::Ready(Ok(Message::from_received(m)));
+                        }
+                    }
+                    Poll::Ready(Err(e)) => self.proto.transport_error(&e.to_string()),
+                    Poll::Pending => {
+                        if !self.poll_timers(cx) {
+                            return self.pending(cx);
+                        }
+                    }
                 }
+                continue;
             }
-            if !self.proto.wants_read() {
+            if !self.poll_timers(cx) {
                 return self.pending(cx);
-            }
-            let Some(io) = self.read.as_mut() else {
-                return self.pending(cx);
-            };
-            match self.rbuf.poll_read(io, cx) {
-                Poll::Ready(Ok(0)) => self.proto.receive_eof(now()),
-                Poll::Ready(Ok(_)) => {
-                    let had = self.rbuf.buf.len();
-                    let delivered = self.proto.receive_data_with(&mut self.rbuf.buf, now);
-                    let wanted = self.proto.bytes_wanted(&self.rbuf.buf);
-                    self.rbuf.decoded(had, delivered, wanted);
-                }
-                Poll::Ready(Err(e)) => self.proto.transport_error(&e.to_string()),
-                Poll::Pending => return self.pending(cx),
             }
         }
+    }
+
+    /// Arms the timer for the core's next deadline and acts on it if it passed. Only before
+    /// waiting: while bytes keep arriving the task gets here anyway, as the runtime's budget
+    /// makes every read wait now and then. `true`: a timer acted (look at the state again).
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.proto.poll_timeout();
+        self.timer.set(deadline);
+        if !self.timer.poll_due(cx) {
+            return false;
+        }
+        self.proto.handle_timeout(now());
+        self.proto.poll_timeout() != deadline
     }
 
     /// Nothing to do until the transport or a timer wakes `cx`, or a [`CloseHandle`] does.
@@ -237,10 +250,17 @@ impl OwnedSocket {
         if !self.proto.can_send() {
             return Poll::Ready(Err(not_open(&self.proto)));
         }
-        if self.unwritten() >= self.write_limit.max(1) {
+        while self.unwritten() >= self.write_limit.max(1) {
             self.poll_write(cx);
-            if self.unwritten() >= self.write_limit.max(1) {
+            if self.unwritten() < self.write_limit.max(1) {
+                break;
+            }
+            // The write-stall timer runs while we wait.
+            if !self.poll_timers(cx) {
                 return Poll::Pending;
+            }
+            if !self.proto.can_send() {
+                return Poll::Ready(Err(not_open(&self.proto)));
             }
         }
         let Some(msg) = slot.take() else {
@@ -267,12 +287,13 @@ impl OwnedSocket {
 
     /// Waits until everything sent so far has been handed to the transport.
     pub async fn flush(&mut self) -> Result<()> {
-        poll_fn(|cx| {
+        poll_fn(|cx| loop {
             self.poll_write(cx);
             if self.unwritten() == 0 || self.proto.state() == ReadyState::Closed {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
+                return Poll::Ready(Ok(()));
+            }
+            if !self.poll_timers(cx) {
+                return Poll::Pending;
             }
         })
         .await
@@ -326,9 +347,8 @@ impl OwnedSocket {
     fn poll_write(&mut self, cx: &mut Context<'_>) {
         if self.proto.has_output() {
             self.writer.take_from(&mut self.proto);
-        }
-        let shutdown = self.proto.wants_shutdown();
-        if self.writer.is_drained() && !shutdown && self.reported == 0 {
+        } else if self.writer.is_drained() && self.reported == 0 && !self.proto.wants_shutdown() {
+            // Nothing to write (the usual case between messages).
             return;
         }
         let progressed = match self.writer.poll_write_out(cx) {
