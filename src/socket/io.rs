@@ -290,39 +290,7 @@ impl ReadBuffer {
             return poll;
         }
         if self.buf.is_empty() {
-            // Between messages an idle connection holds no read buffer at all (it is given back
-            // once everything is decoded): read into the stack (uninitialized: nothing to zero)
-            // and copy what came into a buffer of its size, with a step more when the read
-            // filled the stack buffer (more is waiting).
-            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
-            let mut buf = ReadBuf::uninit(&mut stack);
-            return match Pin::new(io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => {
-                    let data = buf.filled();
-                    let n = data.len();
-                    if n > 0 {
-                        // A full stack buffer: more is waiting (growth's floor for a full read).
-                        let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
-                        // A small read gets a small buffer with room to spare, which is kept
-                        // and read into directly next time (a read that fills its room leaves
-                        // the socket marked readable: one more read to learn it is empty).
-                        let size = if n + more < KEEP_SMALL {
-                            n.saturating_mul(2).clamp(SMALL_MIN, KEEP_SMALL)
-                        } else {
-                            n + more
-                        };
-                        // (Allocating outright is cheaper than growing an empty buffer.)
-                        self.buf = BytesMut::with_capacity(size);
-                        self.allocated = self.buf.capacity();
-                        self.buf.extend_from_slice(data);
-                    }
-                    // The step for a full read is taken here already.
-                    self.filled = false;
-                    Poll::Ready(Ok(n))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            };
+            return self.poll_read_idle(io, cx);
         }
         let len = self.buf.len();
         let spare = self.buf.capacity() - len;
@@ -337,6 +305,49 @@ impl ReadBuffer {
             self.filled = n >= room;
         }
         poll
+    }
+
+    /// [`ReadBuffer::poll_read`] with no buffer: read into the stack. Kept out of line: its
+    /// 4 KiB stack frame costs every call a stack probe.
+    #[inline(never)]
+    fn poll_read_idle(
+        &mut self,
+        io: &mut ReadHalf,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        // Between messages an idle connection holds no read buffer at all (it is given back
+        // once everything is decoded): read into the stack (uninitialized: nothing to zero)
+        // and copy what came into a buffer of its size, with a step more when the read
+        // filled the stack buffer (more is waiting).
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_READ];
+        let mut buf = ReadBuf::uninit(&mut stack);
+        match Pin::new(io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let data = buf.filled();
+                let n = data.len();
+                if n > 0 {
+                    // A full stack buffer: more is waiting (growth's floor for a full read).
+                    let more = if n == IDLE_READ { READ_CHUNK } else { 0 };
+                    // A small read gets a small buffer with room to spare, which is kept
+                    // and read into directly next time (a read that fills its room leaves
+                    // the socket marked readable: one more read to learn it is empty).
+                    let size = if n + more < KEEP_SMALL {
+                        n.saturating_mul(2).clamp(SMALL_MIN, KEEP_SMALL)
+                    } else {
+                        n + more
+                    };
+                    // (Allocating outright is cheaper than growing an empty buffer.)
+                    self.buf = BytesMut::with_capacity(size);
+                    self.allocated = self.buf.capacity();
+                    self.buf.extend_from_slice(data);
+                }
+                // The step for a full read is taken here already.
+                self.filled = false;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// After the core decoded from `buf`: it held `had` bytes before, `delivered` messages came

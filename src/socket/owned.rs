@@ -10,7 +10,7 @@
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -41,6 +41,9 @@ pub struct OwnedSocket {
     reported: usize,
     write_limit: usize,
     close_request: Option<Arc<CloseRequest>>,
+    /// The waker last registered with `close_request` (registering the same one again, on
+    /// every wait, would cost two atomic operations per message).
+    registered: Option<Waker>,
     negotiated_protocol: String,
     extensions: String,
 }
@@ -118,6 +121,7 @@ impl OwnedSocket {
             reported: 0,
             write_limit: config.write_buffer_limit,
             close_request: None,
+            registered: None,
             negotiated_protocol: negotiated.protocol.unwrap_or_default(),
             extensions: negotiated.extensions,
         }
@@ -159,8 +163,8 @@ impl OwnedSocket {
     /// (the error's, if it failed).
     ///
     /// Cancel safety: cancel-safe; a message is taken only by a call that returns it.
-    pub async fn recv(&mut self) -> Result<Message> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+    pub fn recv(&mut self) -> impl Future<Output = Result<Message>> + '_ {
+        poll_fn(move |cx| self.poll_recv(cx))
     }
 
     /// Polls for the next message (see [`OwnedSocket::recv`]).
@@ -222,9 +226,16 @@ impl OwnedSocket {
     }
 
     /// Nothing to do until the transport or a timer wakes `cx`, or a [`CloseHandle`] does.
-    fn pending<T>(&self, cx: &Context<'_>) -> Poll<T> {
+    fn pending<T>(&mut self, cx: &Context<'_>) -> Poll<T> {
         if let Some(request) = self.close_request.as_ref() {
-            request.waker.register(cx.waker());
+            if !self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                request.waker.register(cx.waker());
+                self.registered = Some(cx.waker().clone());
+            }
             if request.asked.load(Ordering::Acquire) {
                 // Asked for since it was last looked at.
                 cx.waker().wake_by_ref();
@@ -329,9 +340,12 @@ impl OwnedSocket {
         let Some(request) = self.close_request.as_ref() else {
             return;
         };
-        if !request.asked.swap(false, Ordering::AcqRel) {
+        // (A load first: the swap is a locked instruction, and the answer is almost always no.)
+        if !request.asked.load(Ordering::Acquire) || !request.asked.swap(false, Ordering::AcqRel) {
             return;
         }
+        // Its wake took the registered waker: register again on the next wait.
+        self.registered = None;
         let frame = request
             .frame
             .lock()
@@ -344,12 +358,23 @@ impl OwnedSocket {
 
     /// Writes what the core queued (and what waited), shuts the write side when the core
     /// wants it, and tells the core what the writes did.
+    #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>) {
-        if self.proto.has_output() {
-            self.writer.take_from(&mut self.proto);
-        } else if self.writer.is_drained() && self.reported == 0 && !self.proto.wants_shutdown() {
+        if !self.proto.has_output()
+            && self.writer.is_drained()
+            && self.reported == 0
+            && !self.proto.wants_shutdown()
+        {
             // Nothing to write (the usual case between messages).
             return;
+        }
+        self.write_out(cx);
+    }
+
+    /// [`OwnedSocket::poll_write`] when there is something to do.
+    fn write_out(&mut self, cx: &mut Context<'_>) {
+        if self.proto.has_output() {
+            self.writer.take_from(&mut self.proto);
         }
         let progressed = match self.writer.poll_write_out(cx) {
             Ok(progressed) => progressed,
