@@ -28,7 +28,8 @@ use crate::transport::{ReadHalf, WsStream};
 ///
 /// The connection is served while one of its methods is awaited: PINGs are answered, the close
 /// handshake completes and its timers run inside [`OwnedSocket::recv`] (and
-/// [`OwnedSocket::close`]), so a task that stops receiving stops serving the connection, as
+/// [`OwnedSocket::close`]; while [`OwnedSocket::send`] or [`OwnedSocket::flush`] wait, the
+/// timers run too), so a task that stops receiving stops serving the connection, as
 /// with any socket owned by one task. Dropping it closes the transport at once; to end
 /// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`](crate::Error::Closed).
 pub struct OwnedSocket {
