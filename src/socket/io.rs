@@ -281,13 +281,10 @@ impl ReadBuffer {
         }
         if self.buf.is_empty() && self.allocated > 0 && self.buf.try_reclaim(self.allocated) {
             // The kept small buffer is free again (the messages cut out of it are gone): read
-            // straight into it. A read that fills it grows the buffer from there (`filled`).
-            let room = self.buf.capacity();
-            let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
-            if let Poll::Ready(Ok(n)) = poll {
-                self.filled = n >= room;
-            }
-            return poll;
+            // straight into it. A few hundred bytes filling it say little about what waits:
+            // the next read grows it by the small step, not by the step for a full buffer.
+            self.filled = false;
+            return tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
         }
         if self.buf.is_empty() {
             return self.poll_read_idle(io, cx);

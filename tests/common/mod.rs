@@ -113,8 +113,9 @@ pub async fn read_frame<S: AsyncRead + Unpin>(tcp: &mut S) -> Option<(bool, u8, 
     Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
 }
 
-/// After one large message, announces another 1 MiB frame and trickles 600 bytes of it, 15 at
-/// a time: the server's `socket` must then hold a small read buffer (not what was announced),
+/// After one large message, announces another 1 MiB frame and sends 600 bytes of it: 105 at
+/// once, then 15 at a time: the server's `socket` must then hold a small read buffer (neither
+/// what was announced nor a large step taken because a small buffer filled),
 /// and the frame still arrives whole once the rest comes. `io` is an upgraded client stream
 /// over any transport (flushed after each write, for TLS).
 pub async fn trickle_after_a_large_message<S: AsyncRead + AsyncWrite + Unpin>(
@@ -133,7 +134,14 @@ pub async fn trickle_after_a_large_message<S: AsyncRead + AsyncWrite + Unpin>(
     let mut head = BytesMut::new();
     header.encode_to(&mut head);
     io.write_all(&head).await.unwrap();
-    for _ in 0..40 {
+    io.flush().await.unwrap();
+    // The header alone, then a burst larger than a small read buffer holds (the server reads
+    // part of it and finds more waiting), then the rest of the 600 bytes trickled.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    io.write_all(&[b'y'; 105]).await.unwrap();
+    io.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..33 {
         io.write_all(&[b'y'; 15]).await.unwrap();
         io.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
