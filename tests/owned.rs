@@ -103,6 +103,29 @@ async fn owned_socket_echoes_answers_pings_and_reassembles_fragments() {
 }
 
 #[tokio::test]
+async fn owned_socket_answers_every_message_that_arrives_in_one_read() {
+    // Messages that arrive together are all delivered: the ones behind the first must not
+    // wait in the read buffer for bytes that never come.
+    let (addr, _) = echo_server(AcceptOptions::default().no_deflate()).await;
+    let mut tcp = raw_client(addr).await;
+    tokio::time::timeout(LIMIT, async {
+        let mut wire = Vec::new();
+        for text in ["one", "two", "three"] {
+            wire.extend(client_frame(OpCode::Text, true, text.as_bytes()));
+        }
+        tcp.write_all(&wire).await.unwrap();
+        for text in ["one", "two", "three"] {
+            assert_eq!(
+                read_frame(&mut tcp).await,
+                Some((true, 1, text.as_bytes().to_vec()))
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn owned_socket_echoes_the_peers_close_and_ends_the_connection() {
     let (addr, mut ended) = echo_server(AcceptOptions::default().no_deflate()).await;
     let mut tcp = raw_client(addr).await;

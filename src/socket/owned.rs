@@ -45,6 +45,9 @@ pub struct OwnedSocket {
     /// The waker last registered with `close_request` (registering the same one again, on
     /// every wait, would cost two atomic operations per message).
     registered: Option<Waker>,
+    /// Bytes after the last message handed over are still in the read buffer, not decoded
+    /// (with the buffer's length before the first message of that read).
+    undecoded: Option<usize>,
     negotiated_protocol: String,
     extensions: String,
 }
@@ -123,6 +126,7 @@ impl OwnedSocket {
             write_limit: config.write_buffer_limit,
             close_request: None,
             registered: None,
+            undecoded: None,
             negotiated_protocol: negotiated.protocol.unwrap_or_default(),
             extensions: negotiated.extensions,
         }
@@ -185,17 +189,19 @@ impl OwnedSocket {
                 self.finish();
                 return Poll::Ready(Err(closed_error(&self.proto)));
             }
+            if self.undecoded.is_some() {
+                // What came with the last message is decoded before reading more.
+                if let Some(m) = self.decode() {
+                    return Poll::Ready(Ok(m));
+                }
+                continue;
+            }
             if let (true, Some(io)) = (self.proto.wants_read(), self.read.as_mut()) {
                 match self.rbuf.poll_read(io, cx) {
                     Poll::Ready(Ok(0)) => self.proto.receive_eof(now()),
                     Poll::Ready(Ok(_)) => {
-                        let had = self.rbuf.buf.len();
-                        let next = self.proto.receive_next(&mut self.rbuf.buf, now);
-                        let wanted = self.proto.bytes_wanted(&self.rbuf.buf);
-                        self.rbuf.decoded(had, usize::from(next.is_some()), wanted);
-                        if let Some(m) = next {
-                            // (Handed straight over: the receive queue is not involved.)
-                            return Poll::Ready(Ok(Message::from_received(m)));
+                        if let Some(m) = self.decode() {
+                            return Poll::Ready(Ok(m));
                         }
                     }
                     Poll::Ready(Err(e)) => self.proto.transport_error(&e.to_string()),
@@ -211,6 +217,25 @@ impl OwnedSocket {
                 return self.pending(cx);
             }
         }
+    }
+
+    /// Decodes the read buffer up to the first message, which is handed straight over (the
+    /// receive queue is not involved); notes whether bytes after it are left to decode.
+    fn decode(&mut self) -> Option<Message> {
+        // (Within a run of messages from one read, `had` is the buffer before the first.)
+        let run = self.undecoded.take();
+        let had = run.unwrap_or(self.rbuf.buf.len());
+        let next = self.proto.receive_next(&mut self.rbuf.buf, now);
+        if next.is_some() && !self.rbuf.buf.is_empty() {
+            // More may be whole behind it: the buffer stays as it is until the run ends (the
+            // read buffer's tidying would copy the rest once per message).
+            self.undecoded = Some(had);
+        } else {
+            let delivered = usize::from(next.is_some() || run.is_some());
+            let wanted = self.proto.bytes_wanted(&self.rbuf.buf);
+            self.rbuf.decoded(had, delivered, wanted);
+        }
+        next.map(Message::from_received)
     }
 
     /// Arms the timer for the core's next deadline and acts on it if it passed. Only before
