@@ -126,6 +126,43 @@ async fn owned_socket_answers_every_message_that_arrives_in_one_read() {
 }
 
 #[tokio::test]
+async fn owned_socket_feed_goes_out_before_recv_waits_and_answers_a_run_together() {
+    // An echo that feeds its answers: `recv` must write them before it waits for more input
+    // (else the client waits forever), for one message and for several from one read.
+    let addr = serve_owned(
+        AcceptOptions::default().no_deflate(),
+        |mut socket| async move {
+            while let Ok(msg) = socket.recv().await {
+                if socket.feed(msg).await.is_err() {
+                    break;
+                }
+            }
+        },
+    )
+    .await;
+    let mut tcp = raw_client(addr).await;
+    tokio::time::timeout(LIMIT, async {
+        tcp.write_all(&client_frame(OpCode::Text, true, b"alone"))
+            .await
+            .unwrap();
+        assert_eq!(
+            read_frame(&mut tcp).await,
+            Some((true, 1, b"alone".to_vec()))
+        );
+        let mut wire = Vec::new();
+        for i in 0..16u8 {
+            wire.extend(client_frame(OpCode::Binary, true, &[i; 3]));
+        }
+        tcp.write_all(&wire).await.unwrap();
+        for i in 0..16u8 {
+            assert_eq!(read_frame(&mut tcp).await, Some((true, 2, vec![i; 3])));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
 async fn owned_socket_echoes_the_peers_close_and_ends_the_connection() {
     let (addr, mut ended) = echo_server(AcceptOptions::default().no_deflate()).await;
     let mut tcp = raw_client(addr).await;

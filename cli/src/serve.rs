@@ -714,9 +714,11 @@ async fn echo(socket: &Socket) {
 async fn echo_owned(socket: &mut OwnedSocket) -> CloseEvent {
     loop {
         match socket.recv().await {
-            // (A send that fails finds the socket closing: receiving runs the close to its end.)
+            // Fed, not sent: `recv` writes the answers before it waits for more, so the
+            // answers to messages that came in one read go out in one write. (A feed that
+            // fails finds the socket closing: receiving runs the close to its end.)
             Ok(msg) if matches!(msg.kind(), OpCode::Text | OpCode::Binary) => {
-                let _ = socket.send(msg).await;
+                let _ = socket.feed(msg).await;
             }
             Ok(_) => {}
             Err(_) => break,

@@ -184,17 +184,18 @@ impl OwnedSocket {
                 let t = now();
                 while self.proto.poll_event(t).is_some() {}
             }
-            self.poll_write(cx);
-            if self.proto.state() == ReadyState::Closed {
-                self.finish();
-                return Poll::Ready(Err(closed_error(&self.proto)));
-            }
             if self.undecoded.is_some() {
-                // What came with the last message is decoded before reading more.
+                // What came with the last message is decoded before reading more, and before
+                // writing: the answers to messages that came together go out together.
                 if let Some(m) = self.decode() {
                     return Poll::Ready(Ok(m));
                 }
                 continue;
+            }
+            self.poll_write(cx);
+            if self.proto.state() == ReadyState::Closed {
+                self.finish();
+                return Poll::Ready(Err(closed_error(&self.proto)));
             }
             if let (true, Some(io)) = (self.proto.wants_read(), self.read.as_mut()) {
                 match self.rbuf.poll_read(io, cx) {
@@ -280,10 +281,28 @@ impl OwnedSocket {
     /// Errors with [`Error::NotOpen`](crate::Error::NotOpen) unless the socket is OPEN.
     pub fn send(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
         let mut slot = Some(msg.into());
-        poll_fn(move |cx| self.poll_send(cx, &mut slot))
+        poll_fn(move |cx| self.poll_send(cx, &mut slot, true))
     }
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, slot: &mut Option<Message>) -> Poll<Result<()>> {
+    /// Queues a message as [`OwnedSocket::send`] does, without writing it yet: it goes out
+    /// with the next write, which [`OwnedSocket::recv`] makes before it waits for the
+    /// transport (and `send` and [`OwnedSocket::flush`] make at once). A loop that answers
+    /// what it receives (an echo, requests and replies) and feeds its answers writes the
+    /// answers to messages that arrived together in one write, not one write each. Waits, as
+    /// `send`, while more than the write buffer limit is unwritten.
+    ///
+    /// Cancel safety: dropping the future before it completes queues nothing.
+    pub fn feed(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<()>> + '_ {
+        let mut slot = Some(msg.into());
+        poll_fn(move |cx| self.poll_send(cx, &mut slot, false))
+    }
+
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Message>,
+        write: bool,
+    ) -> Poll<Result<()>> {
         if !self.proto.can_send() {
             return Poll::Ready(Err(not_open(&self.proto)));
         }
@@ -311,6 +330,9 @@ impl OwnedSocket {
         }
         let compression = compression_of(&msg);
         self.proto.send(msg.kind(), msg.into_body(), compression)?;
+        if !write {
+            return Poll::Ready(Ok(()));
+        }
         if self.writer.idle() {
             // Nothing waits ahead of it (the usual case): one write, no waker to register.
             self.writer.take_from(&mut self.proto);
