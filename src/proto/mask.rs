@@ -15,25 +15,34 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // Blocks and words are multiples of 4 bytes long, so the key phase is the same at the start
     // of each.
     const BLOCK: usize = 64;
+    if buf.len() < BLOCK {
+        // (Small payloads, the usual message, skip the block loop's setup.)
+        mask_words(buf, key);
+        return;
+    }
+    let mut wide = [0u8; BLOCK];
+    for (i, b) in wide.iter_mut().enumerate() {
+        *b = key[i & 3];
+    }
     let mut blocks = buf.chunks_exact_mut(BLOCK);
-    if blocks.len() > 0 {
-        let mut wide = [0u8; BLOCK];
-        for (i, b) in wide.iter_mut().enumerate() {
-            *b = key[i & 3];
-        }
-        for block in &mut blocks {
-            // A fixed-size array lets the compiler emit full-width vector XORs.
-            if let Ok(block) = <&mut [u8; BLOCK]>::try_from(block) {
-                for (b, m) in block.iter_mut().zip(wide.iter()) {
-                    *b ^= m;
-                }
+    for block in &mut blocks {
+        // A fixed-size array lets the compiler emit full-width vector XORs.
+        if let Ok(block) = <&mut [u8; BLOCK]>::try_from(block) {
+            for (b, m) in block.iter_mut().zip(wide.iter()) {
+                *b ^= m;
             }
         }
     }
-    let key64 = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut words = blocks.into_remainder().chunks_exact_mut(8);
+    mask_words(blocks.into_remainder(), key);
+}
+
+/// Masks `buf` a word at a time with `key` as it stands at the start of `buf`.
+#[inline]
+fn mask_words(buf: &mut [u8], key: [u8; 4]) {
+    // The key twice over, in memory order (the same on either byte order).
+    let half = u64::from(u32::from_ne_bytes(key));
+    let key64 = half | (half << 32);
+    let mut words = buf.chunks_exact_mut(8);
     for word in &mut words {
         if let Ok(word) = <&mut [u8; 8]>::try_from(word) {
             *word = (u64::from_ne_bytes(*word) ^ key64).to_ne_bytes();

@@ -330,17 +330,9 @@ impl OwnedSocket {
         }
         let compression = compression_of(&msg);
         self.proto.send(msg.kind(), msg.into_body(), compression)?;
-        if !write {
-            return Poll::Ready(Ok(()));
+        if write {
+            self.poll_write(cx);
         }
-        if self.writer.idle() {
-            // Nothing waits ahead of it (the usual case): one write, no waker to register.
-            self.writer.take_from(&mut self.proto);
-            if self.writer.write_now() {
-                return Poll::Ready(Ok(()));
-            }
-        }
-        self.poll_write(cx);
         Poll::Ready(Ok(()))
     }
 
@@ -421,6 +413,15 @@ impl OwnedSocket {
 
     /// [`OwnedSocket::poll_write`] when there is something to do.
     fn write_out(&mut self, cx: &mut Context<'_>) {
+        if self.reported == 0 && self.proto.state() == ReadyState::Open && self.writer.idle() {
+            // The usual case: nothing waits ahead of what was just queued. When the transport
+            // takes it all there is no waker to register and nothing to tell the core (no
+            // backlog before or after, so no write timer; not closing, so no shutdown).
+            self.writer.take_from(&mut self.proto);
+            if self.writer.write_now() {
+                return;
+            }
+        }
         if self.proto.has_output() {
             self.writer.take_from(&mut self.proto);
         }
