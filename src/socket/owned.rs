@@ -32,8 +32,13 @@ use crate::transport::{ReadHalf, WsStream};
 /// timers run too), so a task that stops receiving stops serving the connection, as
 /// with any socket owned by one task. Dropping it closes the transport at once; to end
 /// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`](crate::Error::Closed).
+#[repr(C)]
 pub struct OwnedSocket {
-    proto: Protocol,
+    // In declaration order (`repr(C)`): what every message touches, in four cache lines, then
+    // the core (whose own hot fields come first), then what only the application asks for.
+    /// Bytes after the last message handed over are still in the read buffer, not decoded
+    /// (with the buffer's length before the first message of that read).
+    undecoded: Option<usize>,
     read: Option<ReadHalf>,
     rbuf: ReadBuffer,
     writer: Writer,
@@ -45,9 +50,7 @@ pub struct OwnedSocket {
     /// The waker last registered with `close_request` (registering the same one again, on
     /// every wait, would cost two atomic operations per message).
     registered: Option<Waker>,
-    /// Bytes after the last message handed over are still in the read buffer, not decoded
-    /// (with the buffer's length before the first message of that read).
-    undecoded: Option<usize>,
+    proto: Protocol,
     negotiated_protocol: String,
     extensions: String,
 }
