@@ -20,9 +20,12 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
         mask_words(buf, key);
         return;
     }
+    // The key repeated over a block, built a word at a time (a byte at a time costs as much as
+    // masking a kilobyte's worth of blocks).
     let mut wide = [0u8; BLOCK];
-    for (i, b) in wide.iter_mut().enumerate() {
-        *b = key[i & 3];
+    let key64 = key_word(key).to_ne_bytes();
+    for w in wide.chunks_exact_mut(8) {
+        w.copy_from_slice(&key64);
     }
     let mut blocks = buf.chunks_exact_mut(BLOCK);
     for block in &mut blocks {
@@ -36,12 +39,17 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask_words(blocks.into_remainder(), key);
 }
 
+/// The key twice over as a word, in memory order (the same on either byte order).
+#[inline]
+fn key_word(key: [u8; 4]) -> u64 {
+    let half = u64::from(u32::from_ne_bytes(key));
+    half | (half << 32)
+}
+
 /// Masks `buf` a word at a time with `key` as it stands at the start of `buf`.
 #[inline]
 fn mask_words(buf: &mut [u8], key: [u8; 4]) {
-    // The key twice over, in memory order (the same on either byte order).
-    let half = u64::from(u32::from_ne_bytes(key));
-    let key64 = half | (half << 32);
+    let key64 = key_word(key);
     let mut words = buf.chunks_exact_mut(8);
     for word in &mut words {
         if let Ok(word) = <&mut [u8; 8]>::try_from(word) {
