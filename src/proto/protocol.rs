@@ -859,6 +859,13 @@ impl Protocol {
         self.output.take()
     }
 
+    /// The queued output, for a caller that writes it where it is (nothing stands between
+    /// the core and the transport, so nothing needs taking out): advance it past what the
+    /// transport accepted ([`Output::advance`]) and report writes with a backlog of 0.
+    pub fn output_mut(&mut self) -> &mut Output {
+        &mut self.output
+    }
+
     /// Like [`Protocol::take_output`], into the caller's buffer: when `dst` is empty the two are
     /// swapped, so the buffers go back and forth and no allocation is made per message.
     pub fn take_output_into(&mut self, dst: &mut Output) {

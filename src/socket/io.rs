@@ -42,21 +42,21 @@ const SMALL_MIN: usize = 64;
 /// The most slices handed to one vectored write.
 const MAX_IOV: usize = 64;
 
-/// The transport's write half with the bytes taken from the core that it has not accepted yet.
-/// Shared by the driver and by senders that write at once (they only ever `try_lock` it).
+/// The transport's write half and what its last writes left to do. It writes whatever
+/// [`Output`] it is given: [`super::OwnedSocket`] hands it the core's own output, written in
+/// place; the driver hands it the [`Writer`]'s backlog.
 #[derive(Default)]
-pub(super) struct Writer {
+pub(super) struct WriteIo {
     half: Option<WriteHalf>,
-    backlog: Output,
     /// Bytes were handed to the transport and not flushed yet (TLS keeps records until
     /// flushed).
     unflushed: bool,
-    /// The last write found the transport full: the driver waits for it to drain.
+    /// The last write found the transport full: the task waits for it to drain.
     blocked: bool,
     shut: bool,
 }
 
-impl Writer {
+impl WriteIo {
     pub(super) fn attach(&mut self, half: WriteHalf) {
         self.half = Some(half);
     }
@@ -66,14 +66,9 @@ impl Writer {
         self.half = None;
     }
 
-    /// Whether everything taken was handed to the transport and flushed.
-    pub(super) fn is_drained(&self) -> bool {
-        self.backlog.is_empty() && !self.unflushed
-    }
-
-    /// Bytes taken from the core that the transport has not accepted yet.
-    pub(super) fn backlog(&self) -> usize {
-        self.backlog.len()
+    /// Whether a write made so far waits to be flushed (1 byte's worth of "unwritten").
+    pub(super) fn unflushed(&self) -> bool {
+        self.unflushed
     }
 
     /// Shuts the transport's write side (once everything is written); `true` once done.
@@ -89,55 +84,45 @@ impl Writer {
         self.shut
     }
 
-    /// Whether a sender may write now: nothing is waiting ahead of it and the transport is not
-    /// known to be full.
-    pub(super) fn idle(&self) -> bool {
-        self.half.is_some() && !self.blocked && !self.shut && self.backlog.is_empty()
+    /// Whether a write may start now: the transport is there, not known to be full, not shut.
+    pub(super) fn ready(&self) -> bool {
+        self.half.is_some() && !self.blocked && !self.shut
     }
 
-    /// Takes the core's output (see [`crate::proto::Protocol::take_output_into`]).
-    pub(super) fn take_from(&mut self, proto: &mut crate::proto::Protocol) {
-        proto.take_output_into(&mut self.backlog);
-    }
-
-    /// Bytes not yet accepted by the transport (1 for an unflushed write).
-    pub(super) fn unwritten(&self) -> usize {
-        self.backlog.len() + usize::from(self.unflushed)
-    }
-
-    /// Writes without waiting (from a sender); `true` if everything went out. When it did not
-    /// (the transport is full, or failed) the driver takes over and sees the error, if any.
-    pub(super) fn write_now(&mut self) -> bool {
+    /// Writes `out` without waiting; `true` if everything went out. When it did not (the
+    /// transport is full, or failed) `blocked` is set: the next [`WriteIo::poll_write`] waits
+    /// for the transport and sees the error, if any.
+    pub(super) fn write_now(&mut self, out: &mut Output) -> bool {
         let Some(half) = self.half.as_mut() else {
             return false;
         };
         let done = match half {
             WriteHalf::Tcp(tcp) => {
-                // `try_write*` leaves the driver's registration for writability alone. One
-                // contiguous run (the usual small message) goes out with a plain `send`, which
-                // costs the kernel less than `writev`.
-                while !self.backlog.is_empty() {
-                    let written = if self.backlog.is_contiguous() {
-                        tcp.try_write(self.backlog.first_chunk())
+                // `try_write*` leaves the registration for writability alone. One contiguous
+                // run (the usual small message) goes out with a plain `send`, which costs the
+                // kernel less than `writev`.
+                while !out.is_empty() {
+                    let written = if out.is_contiguous() {
+                        tcp.try_write(out.first_chunk())
                     } else {
                         let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                        let n = self.backlog.io_slices(&mut slices);
+                        let n = out.io_slices(&mut slices);
                         tcp.try_write_vectored(&slices[..n])
                     };
                     match written {
-                        Ok(k) if k > 0 => self.backlog.advance(k),
+                        Ok(k) if k > 0 => out.advance(k),
                         _ => break,
                     }
                 }
-                self.backlog.is_empty()
+                out.is_empty()
             }
             WriteHalf::Shared(_) => {
-                // The driver is not waiting on this transport's writability (`blocked` is
-                // false), so polling it with a waker that does nothing takes nothing from it;
-                // if the write cannot finish, the driver is woken and polls it itself.
+                // Nobody waits on this transport's writability (`blocked` is false), so
+                // polling it with a waker that does nothing takes nothing from it; if the
+                // write cannot finish, the next `poll_write` polls it with the real waker.
                 let mut cx = Context::from_waker(Waker::noop());
-                let ok = self.poll_write_out(&mut cx).is_ok();
-                ok && self.backlog.is_empty() && !self.unflushed
+                let ok = self.poll_write(out, &mut cx).is_ok();
+                ok && out.is_empty() && !self.unflushed
             }
         };
         if !done {
@@ -146,20 +131,24 @@ impl Writer {
         done
     }
 
-    /// Writes the backlog until it is empty or the transport is full, then flushes if anything
-    /// it took is not flushed yet; returns whether anything was written.
-    pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+    /// Writes `out` until it is empty or the transport is full, then flushes if anything it
+    /// took is not flushed yet; returns whether anything was written.
+    pub(super) fn poll_write(
+        &mut self,
+        out: &mut Output,
+        cx: &mut Context<'_>,
+    ) -> std::io::Result<bool> {
         let Some(w) = self.half.as_mut() else {
             return Ok(false);
         };
         let mut progress = false;
-        while !self.backlog.is_empty() {
-            let poll = if w.is_write_vectored() && !self.backlog.is_contiguous() {
+        while !out.is_empty() {
+            let poll = if w.is_write_vectored() && !out.is_contiguous() {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
-                let n = self.backlog.io_slices(&mut slices);
+                let n = out.io_slices(&mut slices);
                 Pin::new(&mut *w).poll_write_vectored(cx, &slices[..n])
             } else {
-                Pin::new(&mut *w).poll_write(cx, self.backlog.first_chunk())
+                Pin::new(&mut *w).poll_write(cx, out.first_chunk())
             };
             match poll {
                 Poll::Ready(Ok(0)) => {
@@ -171,21 +160,84 @@ impl Writer {
                 Poll::Ready(Ok(n)) => {
                     progress = true;
                     self.unflushed = true;
-                    self.backlog.advance(n);
+                    out.advance(n);
                 }
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => break,
             }
         }
-        if self.backlog.is_empty() && self.unflushed {
+        if out.is_empty() && self.unflushed {
             match Pin::new(&mut *w).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {}
             }
         }
-        self.blocked = !self.backlog.is_empty() || self.unflushed;
+        self.blocked = !out.is_empty() || self.unflushed;
         Ok(progress)
+    }
+}
+
+/// The driver's writer: the transport's write half with the bytes taken from the core that it
+/// has not accepted yet. Shared by the driver and by senders that write at once (they only
+/// ever `try_lock` it).
+#[derive(Default)]
+pub(super) struct Writer {
+    io: WriteIo,
+    backlog: Output,
+}
+
+impl Writer {
+    pub(super) fn attach(&mut self, half: WriteHalf) {
+        self.io.attach(half);
+    }
+
+    /// Drops the transport's write half.
+    pub(super) fn detach(&mut self) {
+        self.io.detach();
+    }
+
+    /// Whether everything taken was handed to the transport and flushed.
+    pub(super) fn is_drained(&self) -> bool {
+        self.backlog.is_empty() && !self.io.unflushed()
+    }
+
+    /// Bytes taken from the core that the transport has not accepted yet.
+    pub(super) fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Shuts the transport's write side (once everything is written); `true` once done.
+    pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
+        self.io.poll_shutdown(cx)
+    }
+
+    /// Whether a sender may write now: nothing is waiting ahead of it and the transport is not
+    /// known to be full.
+    pub(super) fn idle(&self) -> bool {
+        self.io.ready() && self.backlog.is_empty()
+    }
+
+    /// Takes the core's output (see [`crate::proto::Protocol::take_output_into`]).
+    pub(super) fn take_from(&mut self, proto: &mut crate::proto::Protocol) {
+        proto.take_output_into(&mut self.backlog);
+    }
+
+    /// Bytes not yet accepted by the transport (1 for an unflushed write).
+    pub(super) fn unwritten(&self) -> usize {
+        self.backlog.len() + usize::from(self.io.unflushed())
+    }
+
+    /// Writes without waiting (from a sender); `true` if everything went out. When it did not
+    /// (the transport is full, or failed) the driver takes over and sees the error, if any.
+    pub(super) fn write_now(&mut self) -> bool {
+        self.io.write_now(&mut self.backlog)
+    }
+
+    /// Writes the backlog until it is empty or the transport is full, then flushes if anything
+    /// it took is not flushed yet; returns whether anything was written.
+    pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
+        self.io.poll_write(&mut self.backlog, cx)
     }
 }
 

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
-use super::io::{ReadBuffer, Timer, Writer};
+use super::io::{ReadBuffer, Timer, WriteIo};
 use super::{close_args, closed_error, compression_of, not_open, now, Negotiated, SocketConfig};
 use crate::error::Result;
 use crate::message::Message;
@@ -34,17 +34,18 @@ use crate::transport::{ReadHalf, WsStream};
 /// cleanly, call [`OwnedSocket::close`], or receive until `recv` returns [`Error::Closed`](crate::Error::Closed).
 #[repr(C)]
 pub struct OwnedSocket {
-    // In declaration order (`repr(C)`): what every message touches, in four cache lines, then
+    // In declaration order (`repr(C)`): what every message touches, in three cache lines, then
     // the core (whose own hot fields come first), then what only the application asks for.
     /// Bytes after the last message handed over are still in the read buffer, not decoded
     /// (with the buffer's length before the first message of that read).
     undecoded: Option<usize>,
     read: Option<ReadHalf>,
     rbuf: ReadBuffer,
-    writer: Writer,
+    /// Writes the core's output where it is (no lock between them: nothing is taken out).
+    writer: WriteIo,
     timer: Timer,
-    /// The backlog last reported to the core.
-    reported: usize,
+    /// The last write left bytes behind: the next one reports to the core.
+    stalled: bool,
     write_limit: usize,
     close_request: Option<Arc<CloseRequest>>,
     /// The waker last registered with `close_request` (registering the same one again, on
@@ -117,7 +118,7 @@ impl OwnedSocket {
         proto.open(now());
         let (transport, prefix) = stream.into_parts();
         let (read, write) = transport.split();
-        let mut writer = Writer::default();
+        let mut writer = WriteIo::default();
         writer.attach(write);
         OwnedSocket {
             proto,
@@ -125,7 +126,7 @@ impl OwnedSocket {
             rbuf: ReadBuffer::new(prefix),
             writer,
             timer: Timer::default(),
-            reported: 0,
+            stalled: false,
             write_limit: config.write_buffer_limit,
             close_request: None,
             registered: None,
@@ -375,7 +376,7 @@ impl OwnedSocket {
 
     /// Bytes sent and not yet accepted by the transport.
     fn unwritten(&self) -> usize {
-        self.proto.output_len() + self.writer.unwritten()
+        self.proto.output_len() + usize::from(self.writer.unflushed())
     }
 
     /// A close asked for through a [`CloseHandle`] starts now.
@@ -404,8 +405,8 @@ impl OwnedSocket {
     #[inline]
     fn poll_write(&mut self, cx: &mut Context<'_>) {
         if !self.proto.has_output()
-            && self.writer.is_drained()
-            && self.reported == 0
+            && !self.writer.unflushed()
+            && !self.stalled
             && !self.proto.wants_shutdown()
         {
             // Nothing to write (the usual case between messages).
@@ -416,29 +417,25 @@ impl OwnedSocket {
 
     /// [`OwnedSocket::poll_write`] when there is something to do.
     fn write_out(&mut self, cx: &mut Context<'_>) {
-        if self.reported == 0 && self.proto.state() == ReadyState::Open && self.writer.idle() {
+        if !self.stalled && self.proto.state() == ReadyState::Open && self.writer.ready() {
             // The usual case: nothing waits ahead of what was just queued. When the transport
-            // takes it all there is no waker to register and nothing to tell the core (no
-            // backlog before or after, so no write timer; not closing, so no shutdown).
-            self.writer.take_from(&mut self.proto);
-            if self.writer.write_now() {
+            // takes it all there is no waker to register and nothing to tell the core (nothing
+            // was left before or after, so no write timer; not closing, so no shutdown).
+            if self.writer.write_now(self.proto.output_mut()) {
                 return;
             }
         }
-        if self.proto.has_output() {
-            self.writer.take_from(&mut self.proto);
-        }
-        let progressed = match self.writer.poll_write_out(cx) {
+        let progressed = match self.writer.poll_write(self.proto.output_mut(), cx) {
             Ok(progressed) => progressed,
             Err(e) => {
                 self.proto.transport_error(&e.to_string());
                 return;
             }
         };
-        let backlog = self.writer.backlog();
-        self.reported = backlog;
-        self.proto.on_write(backlog, progressed, now());
-        if self.proto.wants_shutdown() && self.writer.is_drained() && self.writer.poll_shutdown(cx)
+        // (What the transport has not taken is still the core's output: no backlog.)
+        self.proto.on_write(0, progressed, now());
+        self.stalled = self.proto.has_output() || self.writer.unflushed();
+        if self.proto.wants_shutdown() && !self.writer.unflushed() && self.writer.poll_shutdown(cx)
         {
             self.proto.write_shutdown();
         }
