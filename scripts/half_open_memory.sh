@@ -4,8 +4,10 @@
 # part of a request head and nothing more (`idle-clients --half-open`); each round waits until
 # the server dropped them all, then reads its RSS (/proc/PID/status VmRSS). Memory the server
 # still holds after a round is retention (or a leak): from the second round on it must stop
-# growing, so the script fails when a round ends more than MAX_GROWTH_KIB (default 4096) above
-# the round before it, past the first.
+# growing, so the script fails when a round past the second ends more than MAX_GROWTH_KIB
+# (default 4096) above the highest round before it. (Against the highest, not the last: the
+# allocator gives back a few MiB in one round and takes them again in the next, which is
+# neither.)
 #
 #   scripts/half_open_memory.sh
 #
@@ -41,7 +43,7 @@ log=$(mktemp)
 start_server_cmd "$BIN/wsx serve --handshake-timeout $HANDSHAKE_TIMEOUT" "$log" 600 ""
 sleep 0.5
 echo "round  rss_kib  (start: $(rss_kib "$SERVER_PID") KiB, $CONNS half-open handshakes a round)"
-prev=""
+high=""
 status=0
 for round in $(seq 1 "$ROUNDS"); do
   # The clients hold past the handshake timeout: the server drops every connection itself.
@@ -50,11 +52,13 @@ for round in $(seq 1 "$ROUNDS"); do
   sleep 1
   rss=$(rss_kib "$SERVER_PID")
   echo "$round      $rss  ($out)"
-  if [ -n "$prev" ] && [ "$round" -gt 2 ] && [ $((rss - prev)) -gt "$MAX_GROWTH_KIB" ]; then
-    echo "round $round grew $((rss - prev)) KiB over round $((round - 1)) (limit $MAX_GROWTH_KIB)" >&2
+  if [ -n "$high" ] && [ "$round" -gt 2 ] && [ $((rss - high)) -gt "$MAX_GROWTH_KIB" ]; then
+    echo "round $round grew $((rss - high)) KiB over the highest round before it (limit $MAX_GROWTH_KIB)" >&2
     status=1
   fi
-  prev=$rss
+  if [ -z "$high" ] || [ "$rss" -gt "$high" ]; then
+    high=$rss
+  fi
 done
 stop_server
 rm -f "$log"
