@@ -319,9 +319,12 @@ impl ReadBuffer {
                 // Nothing came (yet): the buffer goes back.
                 self.buf = BytesMut::new();
                 self.allocated = 0;
-            } else if n.saturating_mul(4) < self.read_hint {
-                // Much less came than the hint promised: keep only what came, in a buffer of
-                // its size, and grow from there with what arrives.
+            } else if n.saturating_mul(4) < self.read_hint && n < READ_CHUNK {
+                // Much less came than the hint promised, and little: keep only what came, in a
+                // buffer of its size, and grow from there with what arrives. (A peer sending
+                // a large message fast brings a full chunk or more in its first read: its
+                // buffer stays, and the message is read without a copy per growth step. The
+                // buffer is then the size of a message this peer really sent.)
                 self.buf = BytesMut::from(&self.buf[..]);
                 self.allocated = self.buf.capacity();
                 self.read_hint = 0;
