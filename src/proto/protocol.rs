@@ -226,9 +226,6 @@ pub struct Protocol {
     close_received: bool,
     failed: bool,
     eof: bool,
-    /// Nothing more is decoded: set with `failed`, `close_received`, `eof` or `end`, and never
-    /// cleared (one flag for the receive path to test).
-    input_over: bool,
     write_shut: bool,
     error_reported: bool,
     close_reported: bool,
@@ -268,7 +265,6 @@ impl Protocol {
             close_received: false,
             failed: false,
             eof: false,
-            input_over: false,
             write_shut: false,
             error: None,
             outcome: None,
@@ -456,7 +452,7 @@ impl Protocol {
     /// Whether nothing more is decoded: after a protocol error (acted on or waiting), the
     /// peer's CLOSE, or EOF.
     fn input_done(&self) -> bool {
-        self.input_over
+        self.failed || self.close_received || self.eof || self.end.is_some()
     }
 
     /// Whether the transport should be read now: not once it reached EOF or closed, and not
@@ -591,7 +587,6 @@ impl Protocol {
                 Incoming::Pong { .. } => {}
                 Incoming::Close { frame, .. } => {
                     self.close_received = true;
-                    self.input_over = true;
                     buf.clear();
                     if !self.failed {
                         self.outcome = Some(Box::new(CloseEvent {
@@ -645,7 +640,6 @@ impl Protocol {
             self.apply_end(end, now);
         } else {
             self.end = Some(Box::new(end));
-            self.input_over = true;
             self.end_deadline = Some(later(now, self.config.close_timeout));
         }
     }
@@ -700,7 +694,6 @@ impl Protocol {
             self.mark_close_sent(now);
         }
         self.failed = true;
-        self.input_over = true;
         self.set_error(code.as_u16(), reason);
         self.outcome = Some(Box::new(CloseEvent {
             code: code.as_u16(),
@@ -806,7 +799,6 @@ impl Protocol {
             return;
         }
         self.eof = true;
-        self.input_over = true;
         if let Some(end) = self.end.take() {
             self.apply_end(*end, now);
         }
