@@ -16,7 +16,7 @@ use crate::transport::ReadHalf;
 
 /// Drops the transport's write half (the transport closes once the read half is gone too).
 fn drop_writer(inner: &Inner) {
-    inner.lock_writer().detach();
+    inner.lock_writer().io.detach();
     inner.unwritten.store(0, Ordering::Release);
 }
 
@@ -198,7 +198,7 @@ impl State {
                 Ok(progressed) => report.progressed = progressed,
                 Err(e) => report.error = Some(e.to_string()),
             }
-            if shutdown && w.is_drained() && report.error.is_none() && w.poll_shutdown(cx) {
+            if shutdown && w.is_drained() && report.error.is_none() && w.io.poll_shutdown(cx) {
                 report.shut = true;
             }
             report.backlog = w.backlog();

@@ -183,20 +183,12 @@ impl WriteIo {
 /// ever `try_lock` it).
 #[derive(Default)]
 pub(super) struct Writer {
-    io: WriteIo,
+    /// The write half itself (attach, detach and shutdown go to it directly).
+    pub(super) io: WriteIo,
     backlog: Output,
 }
 
 impl Writer {
-    pub(super) fn attach(&mut self, half: WriteHalf) {
-        self.io.attach(half);
-    }
-
-    /// Drops the transport's write half.
-    pub(super) fn detach(&mut self) {
-        self.io.detach();
-    }
-
     /// Whether everything taken was handed to the transport and flushed.
     pub(super) fn is_drained(&self) -> bool {
         self.backlog.is_empty() && !self.io.unflushed()
@@ -205,11 +197,6 @@ impl Writer {
     /// Bytes taken from the core that the transport has not accepted yet.
     pub(super) fn backlog(&self) -> usize {
         self.backlog.len()
-    }
-
-    /// Shuts the transport's write side (once everything is written); `true` once done.
-    pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> bool {
-        self.io.poll_shutdown(cx)
     }
 
     /// Whether a sender may write now: nothing is waiting ahead of it and the transport is not

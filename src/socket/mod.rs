@@ -325,7 +325,7 @@ impl Socket {
         let _ = inner.extensions.set(negotiated.extensions.clone());
         let (transport, prefix) = stream.into_parts();
         let (read, write) = transport.split();
-        inner.lock_writer().attach(write);
+        inner.lock_writer().io.attach(write);
         {
             let mut sh = inner.lock();
             #[cfg(feature = "deflate")]
