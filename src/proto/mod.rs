@@ -16,6 +16,7 @@
 //! | `utf8.rs` | [`Utf8Validator`]: incremental UTF-8 validation for fragmented text |
 //! | `close.rs` | [`CloseCode`] and the CLOSE payload ([`CloseFrame`]) |
 //! | `codec.rs` | the message assembler/[`Decoder`], the one frame [`Encoder`], [`Output`], [`Limits`] |
+//! | `deadlines.rs` | the connection's timers (close, end, write stall, message, keepalive, compression idle) and the earliest of them |
 //! | `protocol.rs` | [`Protocol`]: the one connection state machine (receive queue, close handshake, ping/pong, keepalive and the other timers, how the connection ended), with time passed in |
 //! | [`deflate`] | permessage-deflate: negotiation, compressor, bounded decompressor |
 //! | [`handshake`] | the HTTP/1.1 upgrade handshake for client and server: parse a request, check it, answer it |
@@ -23,6 +24,7 @@
 
 pub(crate) mod close;
 pub(crate) mod codec;
+pub(crate) mod deadlines;
 pub mod deflate;
 pub(crate) mod error;
 pub(crate) mod frame;

@@ -40,6 +40,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::close::{CloseCode, CloseFrame, ABNORMAL, NO_STATUS};
 use super::codec::{Compression, Decoder, Encoder, Incoming, Limits, MaskPolicy, Output, Received};
+use super::deadlines::{Deadline, Deadlines};
 #[cfg(feature = "deflate")]
 use super::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater};
 use super::error::{ProtocolError, SendError};
@@ -50,15 +51,6 @@ use super::Role;
 /// How far away a deadline is put when `now + duration` cannot be represented: far enough to
 /// never come (about 30 years, as tokio's far future).
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
-
-/// The earlier of two optional deadlines.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
 
 /// `now + d`, saturating: a duration too large to add (`Duration::MAX`) gives a deadline that
 /// never comes instead of a panic.
@@ -74,11 +66,12 @@ pub(crate) fn later(now: Instant, d: Duration) -> Instant {
 pub const PONG_HOLD_BACK: usize = 64 * 1024;
 
 /// The settings of the state machine: limits, timeouts and the receive queue's bounds. (In
-/// declaration order, `repr(C)`: the fields read for every message first.)
+/// declaration order, `repr(C)`: the fields read while messages queue up first.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Config {
-    /// How many received messages may wait for the application before reading stops.
+    /// How many received messages may wait for the application before reading stops (at least
+    /// one: 0 acts as 1).
     pub recv_queue_limit: usize,
     /// How many bytes of received messages may wait before reading stops (one message is
     /// always let through, whatever its size).
@@ -167,8 +160,6 @@ enum End {
 #[derive(Debug)]
 struct DeflateIdle {
     period: Duration,
-    /// When to free the state if nothing was compressed or inflated meanwhile.
-    check: Option<Instant>,
     /// Compressor plus decompressor uses at the last look.
     seen: u64,
 }
@@ -176,8 +167,6 @@ struct DeflateIdle {
 #[derive(Debug, Clone, Copy)]
 struct Keepalive {
     interval: Duration,
-    /// When the timer is due next (a PING to send, or the answer to one overdue).
-    deadline: Instant,
     /// When bytes last arrived.
     heard: Instant,
     /// When the unanswered keepalive PING went out.
@@ -188,7 +177,8 @@ struct Keepalive {
 ///
 /// In declaration order (`repr(C)`): what every message touches first, packed into as few
 /// cache lines as possible (a server serves many connections in turn, and each line of a
-/// connection's state that a message touches is a likely cache miss), then the rest.
+/// connection's state that a message touches is a likely cache miss), the decoder last of them
+/// (its own hot fields first), then the rest.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Protocol {
@@ -199,21 +189,11 @@ pub struct Protocol {
     /// Gives idle compression state back (permessage-deflate with `idle_release`).
     deflate_idle: Option<Box<DeflateIdle>>,
     output: Output,
-    /// Bytes taken with [`Protocol::take_output`] that the transport has not accepted yet.
-    backlog: usize,
-    /// The latest time passed in (see [`Protocol::last_time`]).
-    last_time: Option<Instant>,
-    decoder: Decoder,
-    encoder: Encoder,
-    close_deadline: Option<Instant>,
-    end_deadline: Option<Instant>,
-    write_deadline: Option<Instant>,
-    /// When to look at the message being received next ([`Config::message_timeout`]): armed
-    /// when a message is first seen in progress and left alone until it fires, so that a
-    /// stream of messages does not re-arm the timer for each.
-    message_deadline: Option<Instant>,
+    /// The earliest of `deadlines` (see [`Protocol::set_deadline`]).
+    next_deadline: Option<Instant>,
     /// When the data message being received started (`None` between messages).
     message_started: Option<Instant>,
+    encoder: Encoder,
     state: ReadyState,
     role: Role,
     /// The handshake succeeded at some point ([`Protocol::open`]).
@@ -229,13 +209,22 @@ pub struct Protocol {
     write_shut: bool,
     error_reported: bool,
     close_reported: bool,
+    decoder: Decoder,
     config: Config,
+    /// Every timer. The message timer ([`Config::message_timeout`]) is armed when a message is
+    /// first seen in progress and left alone until it fires, so that a stream of messages does
+    /// not re-arm it for each; keepalive's is armed only while OPEN and no CLOSE was sent.
+    deadlines: Deadlines,
+    /// Bytes taken with [`Protocol::take_output`] that the transport has not accepted yet.
+    backlog: usize,
+    /// The latest time passed in (see [`Protocol::last_time`]).
+    last_time: Option<Instant>,
     // Boxed: set once, near the end; an idle connection should stay small.
     error: Option<Box<ErrorEvent>>,
     outcome: Option<Box<CloseEvent>>,
     /// The payload of the latest PING not answered yet, held back while the output is over
-    /// [`PONG_HOLD_BACK`].
-    held_pong: Option<Bytes>,
+    /// [`PONG_HOLD_BACK`] (boxed: rare, and an idle connection should stay small).
+    held_pong: Option<Box<Bytes>>,
 }
 
 impl Protocol {
@@ -271,10 +260,8 @@ impl Protocol {
             error_reported: false,
             close_reported: false,
             held_pong: None,
-            close_deadline: None,
-            end_deadline: None,
-            write_deadline: None,
-            message_deadline: None,
+            deadlines: Deadlines::default(),
+            next_deadline: None,
             message_started: None,
             keepalive: None,
             last_time: None,
@@ -311,11 +298,7 @@ impl Protocol {
         .limit_window(config.compressor_window_bits);
         self.deflate_idle = config.idle_release.map(|period| {
             deflater.keep_history();
-            Box::new(DeflateIdle {
-                period,
-                check: None,
-                seen: 0,
-            })
+            Box::new(DeflateIdle { period, seen: 0 })
         });
         self.encoder.set_deflater(Some(deflater), config.threshold);
     }
@@ -333,9 +316,10 @@ impl Protocol {
             .wrapping_add(self.decoder.inflater_uses());
         if uses != idle.seen {
             idle.seen = uses;
-            idle.check = now.checked_add(idle.period);
-        } else if idle.check.is_some_and(|t| t <= now) {
-            idle.check = None;
+            let check = now.checked_add(idle.period);
+            self.set_deadline(Deadline::DeflateIdle, check);
+        } else if self.deadlines.is_due(Deadline::DeflateIdle, now) {
+            self.set_deadline(Deadline::DeflateIdle, None);
             let freed = self.encoder.release_deflater() | self.decoder.release_inflater();
             tracing::trace!(freed, "compression idle: state released");
         }
@@ -349,14 +333,14 @@ impl Protocol {
         }
         self.state = ReadyState::Open;
         self.opened = true;
-        self.keepalive = self.config.ping_interval.map(|interval| {
-            Box::new(Keepalive {
+        if let Some(interval) = self.config.ping_interval {
+            self.keepalive = Some(Box::new(Keepalive {
                 interval,
-                deadline: later(now, interval),
                 heard: now,
                 ping_sent: None,
-            })
-        });
+            }));
+            self.set_deadline(Deadline::Keepalive, Some(later(now, interval)));
+        }
     }
 
     /// The connection attempt or the handshake failed: the error (1002) and the close (1006)
@@ -445,8 +429,11 @@ impl Protocol {
 
     /// Whether the receive queue is at its count or byte limit.
     pub fn queue_full(&self) -> bool {
-        self.queue.len() >= self.config.recv_queue_limit
-            || self.queue_bytes >= self.config.recv_buffer_limit
+        // (An empty queue always takes one message, whatever the limits: then the
+        // configuration, on another cache line, is not read for the usual message.)
+        !self.queue.is_empty()
+            && (self.queue.len() >= self.config.recv_queue_limit
+                || self.queue_bytes >= self.config.recv_buffer_limit)
     }
 
     /// Whether nothing more is decoded: after a protocol error (acted on or waiting), the
@@ -575,7 +562,7 @@ impl Protocol {
                 }
                 Incoming::Ping { payload, .. } => {
                     if self.buffered() >= PONG_HOLD_BACK {
-                        self.held_pong = Some(payload);
+                        self.held_pong = Some(Box::new(payload));
                     } else {
                         self.held_pong = None;
                         if !self.close_sent {
@@ -616,16 +603,20 @@ impl Protocol {
     /// Notes when the data message in progress started (`completed`: a message ended in this
     /// call, so what is in progress now is a new one), and arms the message timer if it is not.
     fn track_message(&mut self, completed: bool, now: &mut impl FnMut() -> Instant) {
+        // (Between messages first: that is where a decode usually ends, and it needs no look
+        // at the configuration.)
+        if self.decoder.is_idle() || self.input_done() {
+            self.message_started = None;
+            return;
+        }
         let Some(limit) = self.config.message_timeout else {
             return;
         };
-        if self.decoder.is_idle() || self.input_done() {
-            self.message_started = None;
-        } else if completed || self.message_started.is_none() {
+        if completed || self.message_started.is_none() {
             let now = now();
             self.message_started = Some(now);
-            if self.message_deadline.is_none() {
-                self.message_deadline = Some(later(now, limit));
+            if self.deadlines.get(Deadline::Message).is_none() {
+                self.set_deadline(Deadline::Message, Some(later(now, limit)));
             }
         }
     }
@@ -640,12 +631,13 @@ impl Protocol {
             self.apply_end(end, now);
         } else {
             self.end = Some(Box::new(end));
-            self.end_deadline = Some(later(now, self.config.close_timeout));
+            let due = later(now, self.config.close_timeout);
+            self.set_deadline(Deadline::End, Some(due));
         }
     }
 
     fn apply_end(&mut self, end: End, now: Instant) {
-        self.end_deadline = None;
+        self.set_deadline(Deadline::End, None);
         match end {
             End::Failure(err) => {
                 tracing::debug!(error = %err, "failing the connection");
@@ -669,7 +661,10 @@ impl Protocol {
     fn mark_close_sent(&mut self, now: Instant) {
         self.close_sent = true;
         self.held_pong = None;
-        self.close_deadline = Some(later(now, self.config.close_timeout));
+        let due = later(now, self.config.close_timeout);
+        self.set_deadline(Deadline::Close, Some(due));
+        // No keepalive once closing.
+        self.set_deadline(Deadline::Keepalive, None);
     }
 
     fn set_error(&mut self, code: u16, reason: &str) {
@@ -880,10 +875,10 @@ impl Protocol {
         self.last_time = self.last_time.max(Some(now));
         self.backlog = backlog;
         if self.buffered() == 0 {
-            self.write_deadline = None;
+            self.set_deadline(Deadline::Write, None);
         } else if let Some(limit) = self.config.write_timeout {
-            if progressed || self.write_deadline.is_none() {
-                self.write_deadline = Some(later(now, limit));
+            if progressed || self.deadlines.get(Deadline::Write).is_none() {
+                self.set_deadline(Deadline::Write, Some(later(now, limit)));
             }
         }
         if self.buffered() < PONG_HOLD_BACK {
@@ -924,33 +919,26 @@ impl Protocol {
         if self.state == ReadyState::Closed {
             return None;
         }
-        let keepalive = match (self.state, &self.keepalive) {
-            (ReadyState::Open, Some(k)) if !self.close_sent => Some(k.deadline),
-            _ => None,
-        };
-        // (Pairwise by hand: this runs on every wait, and an iterator over the six costs
-        // twice the instructions.)
-        let deflate = self.deflate_idle.as_ref().and_then(|idle| idle.check);
-        earliest(
-            earliest(
-                earliest(self.close_deadline, self.end_deadline),
-                earliest(self.write_deadline, self.message_deadline),
-            ),
-            earliest(keepalive, deflate),
-        )
+        self.next_deadline
+    }
+
+    /// Arms one of the timers for `at`, or disarms it (`None`): the one way a deadline changes,
+    /// so that the earliest, which every wait reads, stays up to date.
+    fn set_deadline(&mut self, timer: Deadline, at: Option<Instant>) {
+        self.next_deadline = self.deadlines.set(timer, at);
     }
 
     /// Acts on every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_time = self.last_time.max(Some(now));
-        if self.end_deadline.is_some_and(|t| t <= now) {
+        if self.deadlines.is_due(Deadline::End, now) {
             // The application does not take the messages that came before the end.
             if let Some(end) = self.end.take() {
                 self.apply_end(*end, now);
             }
-            self.end_deadline = None;
+            self.set_deadline(Deadline::End, None);
         }
-        if self.close_deadline.is_some_and(|t| t <= now) {
+        if self.deadlines.is_due(Deadline::Close, now) {
             tracing::debug!("close handshake timed out");
             if self.close_received || self.failed {
                 self.state = ReadyState::Closed;
@@ -958,24 +946,25 @@ impl Protocol {
                 self.abort("the peer did not answer our CLOSE in time");
             }
         }
-        if let (Some(t), Some(limit)) = (self.write_deadline, self.config.write_timeout) {
-            if t <= now {
+        if let Some(limit) = self.config.write_timeout {
+            if self.deadlines.is_due(Deadline::Write, now) {
                 self.abort(&format!("the peer read nothing for {limit:?}; dropped"));
             }
         }
-        if let (Some(t), Some(limit)) = (self.message_deadline, self.config.message_timeout) {
-            if t <= now {
+        if let Some(limit) = self.config.message_timeout {
+            if self.deadlines.is_due(Deadline::Message, now) {
                 // Whatever is in progress now: none (the timer rests), one started less than
                 // the limit ago (look again when it is due), or one that is late.
-                self.message_deadline = None;
+                self.set_deadline(Deadline::Message, None);
                 match self.message_started.map(|start| later(start, limit)) {
                     None => {}
                     Some(_) if self.input_done() => self.message_started = None,
-                    Some(due) if due > now => self.message_deadline = Some(due),
+                    Some(due) if due > now => self.set_deadline(Deadline::Message, Some(due)),
                     Some(_) if self.queue_full() => {
                         // We stopped reading: the peer is not to blame for the wait.
                         self.message_started = Some(now);
-                        self.message_deadline = Some(later(now, limit));
+                        let due = later(now, limit);
+                        self.set_deadline(Deadline::Message, Some(due));
                     }
                     Some(_) if self.state == ReadyState::Open => self.fail(
                         CloseCode::POLICY_VIOLATION,
@@ -991,10 +980,15 @@ impl Protocol {
     }
 
     fn keepalive_timeout(&mut self, now: Instant) {
-        let Some(mut k) = self.keepalive.as_deref().copied() else {
+        if !self.deadlines.is_due(Deadline::Keepalive, now) {
+            return;
+        }
+        let Some(k) = self.keepalive.as_deref_mut() else {
             return;
         };
-        if self.state != ReadyState::Open || self.close_sent || k.deadline > now {
+        if self.state != ReadyState::Open || self.close_sent {
+            // (Disarmed when our CLOSE goes out; this covers any other way out of OPEN.)
+            self.set_deadline(Deadline::Keepalive, None);
             return;
         }
         if let Some(sent) = k.ping_sent {
@@ -1005,14 +999,15 @@ impl Protocol {
             }
             k.ping_sent = None;
         }
-        if later(k.heard, k.interval) > now {
-            k.deadline = later(k.heard, k.interval);
+        let quiet_until = later(k.heard, k.interval);
+        let due = if quiet_until > now {
+            quiet_until
         } else {
-            self.write_control(OpCode::Ping, b"");
             k.ping_sent = Some(now);
-            k.deadline = later(now, self.config.ping_timeout);
-        }
-        self.keepalive = Some(Box::new(k));
+            self.write_control(OpCode::Ping, b"");
+            later(now, self.config.ping_timeout)
+        };
+        self.set_deadline(Deadline::Keepalive, Some(due));
     }
 
     /// Queues a data message (TEXT or BINARY) or a PING/PONG as one frame. A large payload that
@@ -1687,6 +1682,30 @@ mod tests {
         assert!(!buf.is_empty(), "the third message stays in the buffer");
         assert!(s.poll_event(now).is_some());
         assert!(s.wants_read());
+        assert_eq!(s.receive_data(&mut buf, now), 1);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_receive_queue_limit_of_zero_still_takes_one_message_at_a_time() {
+        let now = Instant::now();
+        let mut s = Protocol::new(
+            Role::Server,
+            Config {
+                recv_queue_limit: 0,
+                recv_buffer_limit: 0,
+                ..Config::default()
+            },
+        );
+        s.open(now);
+        let mut buf = BytesMut::new();
+        for _ in 0..2 {
+            masked_frame(&mut buf, 0x81, b"m");
+        }
+        assert!(s.wants_read(), "an empty queue is never full");
+        assert_eq!(s.receive_data(&mut buf, now), 1);
+        assert!(!s.wants_read());
+        assert!(s.poll_event(now).is_some());
         assert_eq!(s.receive_data(&mut buf, now), 1);
         assert!(buf.is_empty());
     }

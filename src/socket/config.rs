@@ -22,7 +22,8 @@ pub struct SocketConfig {
     pub ping_timeout: Duration,
     /// `send` waits while this many bytes are queued and not yet written. Default 1 MiB.
     pub write_buffer_limit: usize,
-    /// How many received messages may wait for the application before reading stops.
+    /// How many received messages may wait for the application before reading stops (at least
+    /// one: 0 acts as 1).
     pub recv_queue_limit: usize,
     /// How many bytes of received messages may wait before reading stops (one message is
     /// always let through, whatever its size). Default 4 MiB.
