@@ -291,35 +291,7 @@ impl ReadBuffer {
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
         if self.buf.is_empty() && self.read_hint > 0 {
-            // The last messages were large: read the next straight into a buffer of their size.
-            // On TCP, wait for readability first, so that a driver woken for other reasons does
-            // not allocate the buffer for nothing.
-            if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
-                return Poll::Ready(Err(e));
-            }
-            self.buf.reserve(self.read_hint + READ_SLACK);
-            self.allocated = self.buf.capacity();
-            let room = self.buf.capacity();
-            let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
-            let n = self.buf.len();
-            if n == 0 {
-                // Nothing came (yet): the buffer goes back.
-                self.buf = BytesMut::new();
-                self.allocated = 0;
-            } else if n.saturating_mul(4) < self.read_hint && n < READ_CHUNK {
-                // Much less came than the hint promised, and little: keep only what came, in a
-                // buffer of its size, and grow from there with what arrives. (A peer sending
-                // a large message fast brings a full chunk or more in its first read: its
-                // buffer stays, and the message is read without a copy per growth step. The
-                // buffer is then the size of a message this peer really sent.)
-                self.buf = BytesMut::from(&self.buf[..]);
-                self.allocated = self.buf.capacity();
-                self.read_hint = 0;
-                self.filled = false;
-            } else {
-                self.filled = n >= room;
-            }
-            return poll;
+            return self.poll_read_hinted(io, cx);
         }
         if self.buf.is_empty() && self.allocated > 0 && self.buf.try_reclaim(self.allocated) {
             // The kept small buffer is free again (the messages cut out of it are gone): read
@@ -341,6 +313,44 @@ impl ReadBuffer {
         let room = self.buf.capacity() - self.buf.len();
         let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
         if let Poll::Ready(Ok(n)) = poll {
+            self.filled = n >= room;
+        }
+        poll
+    }
+
+    /// [`ReadBuffer::poll_read`] after large messages: read the next straight into a buffer of
+    /// their size. (Out of line: the small-message path stays short.)
+    #[inline(never)]
+    fn poll_read_hinted(
+        &mut self,
+        io: &mut ReadHalf,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        // On TCP, wait for readability first, so that a driver woken for other reasons does
+        // not allocate the buffer for nothing.
+        if let Err(e) = std::task::ready!(io.poll_read_ready(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        self.buf.reserve(self.read_hint + READ_SLACK);
+        self.allocated = self.buf.capacity();
+        let room = self.buf.capacity();
+        let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+        let n = self.buf.len();
+        if n == 0 {
+            // Nothing came (yet): the buffer goes back.
+            self.buf = BytesMut::new();
+            self.allocated = 0;
+        } else if n.saturating_mul(4) < self.read_hint && n < READ_CHUNK {
+            // Much less came than the hint promised, and little: keep only what came, in a
+            // buffer of its size, and grow from there with what arrives. (A peer sending
+            // a large message fast brings a full chunk or more in its first read: its
+            // buffer stays, and the message is read without a copy per growth step. The
+            // buffer is then the size of a message this peer really sent.)
+            self.buf = BytesMut::from(&self.buf[..]);
+            self.allocated = self.buf.capacity();
+            self.read_hint = 0;
+            self.filled = false;
+        } else {
             self.filled = n >= room;
         }
         poll
@@ -432,6 +442,7 @@ pub(super) struct Timer {
 impl Timer {
     /// Sleeps until `deadline` from now on; `true` if it changed (the sleep must be polled to
     /// be armed).
+    #[inline]
     pub(super) fn set(&mut self, deadline: Option<Instant>) -> bool {
         if deadline == self.deadline {
             return false;
