@@ -148,7 +148,61 @@ impl ReadHalf {
             ReadHalf::Shared(_) => Poll::Ready(Ok(())),
         }
     }
+
+    /// Reads into the spare room of `buf` (growing it only when it has none), as
+    /// `tokio_util::io::poll_read_buf` does; `Ok(0)` is EOF.
+    pub(crate) fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            ReadHalf::Tcp(r) => poll_read_tcp(r.as_ref(), cx, buf),
+            ReadHalf::Shared(r) => tokio_util::io::poll_read_buf(Pin::new(r), cx, buf),
+        }
+    }
 }
+
+/// [`ReadHalf::poll_read_buf`] on TCP: wait for readiness, then one non-blocking read straight
+/// into `buf`. This is the read every message makes, twice (once to learn that nothing is there
+/// yet and register for the wake, once to read): asking for readiness directly and reading with
+/// `try_read_buf` skips the `AsyncRead` layers and their `ReadBuf` between us and the socket.
+fn poll_read_tcp(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    loop {
+        // (Also where the runtime's cooperative budget is spent: a connection that is always
+        // readable still yields now and then.)
+        std::task::ready!(tcp.poll_read_ready(cx))?;
+        let room = buf.capacity() - buf.len();
+        let mut got = 0;
+        let read = tcp.try_io(tokio::io::Interest::READABLE, || {
+            got = tcp.try_read_buf(buf)?;
+            if DRAINED_BY_SHORT_READ && got > 0 && got < room {
+                // A read that did not fill its room drained the socket: answering "would
+                // block" has the runtime forget the readiness, so the next wait registers at
+                // once instead of starting with a read that finds nothing (a system call per
+                // message). The bytes read are kept in `got`.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(got)
+        });
+        match read {
+            Ok(n) => return Poll::Ready(Ok(n)),
+            // (Bytes read: the error is ours, above.)
+            Err(_) if got > 0 => return Poll::Ready(Ok(got)),
+            // The readiness was stale: it is cleared now, wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Whether a read that does not fill its buffer shows the socket is drained: so with epoll and
+/// kqueue (tokio relies on the same), not on Windows.
+const DRAINED_BY_SHORT_READ: bool = !cfg!(windows);
 
 impl AsyncRead for ReadHalf {
     fn poll_read(

@@ -298,7 +298,7 @@ impl ReadBuffer {
             // straight into it. A few hundred bytes filling it say little about what waits:
             // the next read grows it by the small step, not by the step for a full buffer.
             self.filled = false;
-            return tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+            return io.poll_read_buf(cx, &mut self.buf);
         }
         if self.buf.is_empty() {
             return self.poll_read_idle(io, cx);
@@ -311,7 +311,7 @@ impl ReadBuffer {
             self.allocated = self.allocated.max(self.buf.capacity());
         }
         let room = self.buf.capacity() - self.buf.len();
-        let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+        let poll = io.poll_read_buf(cx, &mut self.buf);
         if let Poll::Ready(Ok(n)) = poll {
             self.filled = n >= room;
         }
@@ -334,7 +334,7 @@ impl ReadBuffer {
         self.buf.reserve(self.read_hint + READ_SLACK);
         self.allocated = self.buf.capacity();
         let room = self.buf.capacity();
-        let poll = tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf);
+        let poll = io.poll_read_buf(cx, &mut self.buf);
         let n = self.buf.len();
         if n == 0 {
             // Nothing came (yet): the buffer goes back.
