@@ -641,10 +641,22 @@ impl Output {
     }
 
     /// Drops the first `n` waiting bytes (after they were written).
-    pub fn advance(&mut self, mut n: usize) {
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        if n >= self.len && self.chunks.is_empty() && self.tail.capacity() <= 64 * 1024 {
+            // All written, one small frame or a few (the usual case): clearing keeps the
+            // tail's room at its start, where advancing would move its start and make the next
+            // frame reclaim the space.
+            self.tail.clear();
+            self.len = 0;
+            return;
+        }
+        self.advance_slow(n);
+    }
+
+    /// [`Output::advance`] past chunks, part of the output, or a grown tail.
+    fn advance_slow(&mut self, mut n: usize) {
         if n >= self.len {
-            // All written (the usual case): clearing keeps the tail's room at its start, where
-            // advancing would move its start and make the next frame reclaim the space.
             self.chunks.clear();
             self.tail.clear();
             self.len = 0;

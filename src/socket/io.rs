@@ -402,6 +402,7 @@ impl ReadBuffer {
     /// After the core decoded from `buf`: it held `had` bytes before, `delivered` messages came
     /// out, and the core wants `wanted` more bytes. Gives the buffer back once everything is
     /// decoded, or moves a small rest to a buffer of its own.
+    #[inline]
     pub(super) fn decoded(&mut self, had: usize, delivered: usize, wanted: usize) {
         self.wanted = wanted;
         if delivered > 0 {
