@@ -798,6 +798,7 @@ impl Encoder {
 
     /// Like [`Encoder::encode`], into an [`Output`]: a large payload that needs neither masking
     /// nor compression is queued as it is, behind its header, without a copy.
+    #[inline]
     pub fn encode_to_output(
         &mut self,
         opcode: OpCode,

@@ -1012,6 +1012,7 @@ impl Protocol {
 
     /// Queues a data message (TEXT or BINARY) or a PING/PONG as one frame. A large payload that
     /// needs no masking and no compression is queued as it is, without a copy.
+    #[inline]
     pub fn send(
         &mut self,
         opcode: OpCode,

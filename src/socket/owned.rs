@@ -246,6 +246,7 @@ impl OwnedSocket {
     /// Arms the timer for the core's next deadline and acts on it if it passed. Only before
     /// waiting: while bytes keep arriving the task gets here anyway, as the runtime's budget
     /// makes every read wait now and then. `true`: a timer acted (look at the state again).
+    #[inline]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self.proto.poll_timeout();
         self.timer.set(deadline);
