@@ -643,29 +643,28 @@ impl Output {
     /// Drops the first `n` waiting bytes (after they were written).
     #[inline]
     pub fn advance(&mut self, n: usize) {
-        if n >= self.len && self.chunks.is_empty() && self.tail.capacity() <= 64 * 1024 {
-            // All written, one small frame or a few (the usual case): clearing keeps the
-            // tail's room at its start, where advancing would move its start and make the next
-            // frame reclaim the space.
-            self.tail.clear();
-            self.len = 0;
-            return;
+        if n < self.len {
+            return self.advance_part(n);
         }
-        self.advance_slow(n);
+        // All written (the usual case): clearing keeps the tail's room at its start, where
+        // advancing would move its start and make the next frame reclaim the space.
+        if !self.chunks.is_empty() || self.tail.capacity() > 64 * 1024 {
+            self.release_written();
+        }
+        self.tail.clear();
+        self.len = 0;
     }
 
-    /// [`Output::advance`] past chunks, part of the output, or a grown tail.
-    fn advance_slow(&mut self, mut n: usize) {
-        if n >= self.len {
-            self.chunks.clear();
-            self.tail.clear();
-            self.len = 0;
-            if self.tail.capacity() > 64 * 1024 {
-                // Give back a buffer grown by a burst.
-                self.tail = BytesMut::new();
-            }
-            return;
+    /// Drops written chunks and gives back a tail grown by a burst.
+    fn release_written(&mut self) {
+        self.chunks.clear();
+        if self.tail.capacity() > 64 * 1024 {
+            self.tail = BytesMut::new();
         }
+    }
+
+    /// [`Output::advance`] by part of what waits.
+    fn advance_part(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
